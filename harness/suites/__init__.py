@@ -1,0 +1,33 @@
+"""Task kinds by name: one table, imported on demand (the same pattern as backends).
+
+A suite names a kind per task (``kind: lm_eval``); the module behind it exposes ``check(task,
+path)`` (validate the kind-specific ``params`` at plan time, one-line ConfigError) and
+``run(task, ctx) -> TaskOutcome``.  Adding a kind is one module plus one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from harness.errors import ConfigError
+from harness.spec import TaskSpec
+
+KINDS: dict[str, str] = {
+    "lm_eval": "harness.suites.academic",
+}
+
+
+def kind_module(kind: str) -> ModuleType:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown task kind '{kind}'", f"allowed: {', '.join(sorted(KINDS))}")
+    return importlib.import_module(KINDS[kind])
+
+
+def check_task(task: TaskSpec, path: Path) -> None:
+    if task.kind not in KINDS:
+        raise ConfigError(
+            f"{path}: tasks[{task.name}].kind: unknown kind '{task.kind}'",
+            f"allowed: {', '.join(sorted(KINDS))}",
+        )
+    kind_module(task.kind).check(task, path)
