@@ -1,0 +1,99 @@
+"""Run folder writes and the request cache (plumbing only: the counting backend never scores)."""
+from __future__ import annotations
+
+import json
+import math
+import stat
+from pathlib import Path
+from typing import Sequence
+
+from harness.backends.base import (
+    ChatMessage,
+    GenerateRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    ModelInfo,
+)
+from harness.cache import CachedBackend, RequestCache
+from harness.store import RunStore, atomic_write_json, clean_json
+
+
+class CountingBackend:
+    """Deterministic plumbing backend: results are a function of the request text."""
+
+    def __init__(self, sha: str = "a" * 64) -> None:
+        self.info = ModelInfo("counting", "test", "-", 0, sha, "none", "cpu")
+        self.calls = 0
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        self.calls += len(requests)
+        return [LoglikelihoodResult(-float(len(r.continuation)), False) for r in requests]
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        self.calls += len(texts)
+        return [-float(len(t)) for t in texts]
+
+    def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        self.calls += len(requests)
+        return [r.prompt[::-1] for r in requests]
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+        return "|".join(m.content for m in messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def close(self) -> None:
+        pass
+
+
+def test_clean_json_removes_nan_everywhere() -> None:
+    data = {"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}]}
+    assert clean_json(data) == {"a": None, "b": [1.0, None, {"c": None}]}
+
+
+def test_atomic_write_leaves_no_temp_and_normal_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"v": math.nan})
+    assert json.loads(target.read_text()) == {"v": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    assert stat.S_IMODE(target.stat().st_mode) & 0o044  # readable by others, not 0600
+
+
+def test_task_results_accumulate_and_skips_clear(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.write_skipped("t1", "no data", {"m": 1})
+    assert store.read_results()["skipped"] == {"t1": "no data"}
+    store.write_task_result("t1", {"acc,none": 0.5}, {"n": 2}, {"m": 1})
+    store.write_task_result("t2", {"acc,none": 0.25}, {"n": 4}, {"m": 1})
+    res = store.read_results()
+    assert res["skipped"] == {}
+    assert store.finished_tasks() == {"t1", "t2"}
+    assert res["results"]["t2"]["acc,none"] == 0.25 and res["schema_version"] == 1
+    store.write_samples("t1", [{"doc_id": 0, "acc": 1.0}, {"doc_id": 1, "acc": math.nan}])
+    assert store.read_samples("t1") == [{"doc_id": 0, "acc": 1.0}, {"doc_id": 1, "acc": None}]
+
+
+def test_cache_serves_repeats_and_survives_reopen(tmp_path: Path) -> None:
+    reqs = [LoglikelihoodRequest("ctx", f" c{i}" * (i + 1)) for i in range(70)]
+    inner = CountingBackend()
+    cache = RequestCache(tmp_path / "c.sqlite")
+    cached = CachedBackend(inner, cache, progress=False)
+    first = cached.loglikelihood(reqs)
+    assert inner.calls == 70 and cached.misses == 70
+    assert cached.loglikelihood(reqs) == first and inner.calls == 70 and cached.hits == 70
+    cache.close()
+    again = CachedBackend(CountingBackend(), RequestCache(tmp_path / "c.sqlite"), progress=False)
+    assert again.loglikelihood(reqs) == first and again.misses == 0
+    gen = [GenerateRequest("abc", until=("\n",), max_tokens=5)]
+    assert again.generate_until(gen) == ["cba"] and again.misses == 1
+    assert again.generate_until(gen) == ["cba"] and again.misses == 1
+
+
+def test_cache_key_includes_model_identity(tmp_path: Path) -> None:
+    cache = RequestCache(tmp_path / "c.sqlite")
+    reqs = [LoglikelihoodRequest("a", " b")]
+    CachedBackend(CountingBackend("a" * 64), cache, progress=False).loglikelihood(reqs)
+    other = CachedBackend(CountingBackend("b" * 64), cache, progress=False)
+    other.loglikelihood(reqs)
+    assert other.misses == 1  # different weights never share cached answers
