@@ -2,7 +2,8 @@
 
 ``run_all.py`` only calls :func:`main`.  Bad input (a :class:`ShaktiError`) prints one line and
 exits 2; anything else is a bug and keeps its traceback.  The last two lines printed are the run
-directory and the report path, so scripts can ``tail -2``.
+directory and the report path, so scripts can ``tail -2``.  With ``--baseline RUN_DIR
+--fail-on-regression`` the exit code is 1 when the regression gate finds a task significantly worse.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from harness.errors import ConfigError, ShaktiError
+
+if TYPE_CHECKING:
+    from harness.gate import GateResult, Thresholds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "smollm2-135m-q4"
@@ -39,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted run")
     p.add_argument("--report-only", metavar="RUN_DIR", default=None, help="re-render a stored run's report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("comparison and regression gate")
+    g.add_argument("--compare", nargs="+", metavar="RUN_DIR", default=None,
+                   help="render one comparison report of stored runs (baseline: --baseline, else the first)")
+    g.add_argument("--baseline", metavar="RUN_DIR", default=None,
+                   help="gate this run (or the --compare runs) against a stored run, task by task, on shared samples")
+    g.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 when any task is significantly worse than --baseline beyond its threshold")
+    g.add_argument("--regression-threshold", type=float, default=0.0, metavar="DROP",
+                   help="largest tolerated drop, in the metric's units (0.02 = 2 accuracy points; default 0)")
+    g.add_argument("--task-threshold", action="append", default=[], metavar="TASK[:METRIC]=DROP",
+                   help="per-task override of --regression-threshold (repeatable)")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
     return p
 
 
@@ -54,7 +70,7 @@ def _list_models(registry_path: Path) -> int:
                                         reg.path, None)
             status = f"available ({source})"
         except ShaktiError:
-            status = "hub only" if e.weights.hub else "missing"
+            status = "hub only" if e.weights.hub else (f"ladder rung of {e.weights.ladder.from_} (built on first use)" if e.weights.ladder else "missing")
         print(f"{name:<22} {e.backend:<13} {(e.quant or e.dtype):<8} {status}")
     return 0
 
@@ -71,10 +87,76 @@ def _list_suites() -> int:
 
 def _report(run_dir: Path, reports_root: Path) -> Path:
     from harness.report.render import render_index, render_run
+    from harness.store import RunStore
 
     path = render_run(run_dir, reports_root)
-    render_index(run_dir.parent, reports_root)
+    model = RunStore(run_dir).read_run().get("args", {}).get("model")
+    render_index(run_dir.parent, reports_root, models=[model] if model else [])  # this model's history only
     return path
+
+
+def _gate_run(run_dir: Path, args: argparse.Namespace, reports_root: Path) -> bool:
+    """Gate a just-finished (or --report-only) run against --baseline; stored as the run's gate.json."""
+    from harness.report.compare import render_compare
+    from harness.report.render import GATE_FILE
+    from harness.store import atomic_write_json
+
+    (g,) = _gates(Path(args.baseline), [run_dir], args)
+    atomic_write_json(run_dir / GATE_FILE, g.as_json())
+    cmp_path = render_compare([Path(args.baseline), run_dir], reports_root, [g.as_json()])
+    print(f"comparison report: {cmp_path.resolve()}", file=sys.stderr)
+    return g.failed
+
+
+def _thresholds(args: argparse.Namespace) -> Thresholds:
+    from harness.gate import Thresholds
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha {args.alpha}: must be between 0 and 1, e.g. 0.05")
+    if args.regression_threshold < 0:
+        raise ConfigError(f"--regression-threshold {args.regression_threshold}: must be >= 0 (a tolerated drop)")
+    return Thresholds(alpha=args.alpha, max_drop=args.regression_threshold,
+                      per_task=Thresholds.parse_overrides(args.task_threshold))
+
+
+def _gates(baseline: Path, candidates: list[Path], args: argparse.Namespace, strict: bool = True) -> list[GateResult]:
+    """Gate each candidate against the baseline and print each verdict table (Markdown) to stdout.
+
+    ``strict=False`` (a plain ``--compare`` of runs that need not share tasks) skips a candidate
+    that shares no task with the baseline instead of failing.
+    """
+    from harness.gate import gate
+
+    results = []
+    for c in candidates:
+        try:
+            results.append(gate(baseline, c, _thresholds(args), seed=args.seed))
+        except ConfigError as exc:
+            if strict:
+                raise
+            print(f"note: no gate for {c.name}: {exc.one_line()}", file=sys.stderr)
+    for g in results:
+        print(g.to_markdown())
+    return results
+
+
+def _compare(args: argparse.Namespace, reports_root: Path) -> int:
+    """``--compare RUN_DIR ...`` (optionally ``--baseline``): one comparison report, and the gate."""
+    from harness.gate import require_run
+    from harness.report.compare import render_compare
+    from harness.report.render import render_index
+
+    dirs = [require_run(Path(d), "--compare") for d in args.compare]
+    if args.baseline:
+        base = require_run(Path(args.baseline), "--baseline")
+        dirs = [base] + [d for d in dirs if d.resolve() != base.resolve()]
+    if len(dirs) < 2:
+        raise ConfigError("--compare: needs at least two different runs (or one run and --baseline RUN_DIR)")
+    gates = _gates(dirs[0], dirs[1:], args, strict=bool(args.baseline or args.fail_on_regression))
+    path = render_compare(dirs, reports_root, [g.as_json() for g in gates])
+    render_index(dirs[0].parent, reports_root, models=[])
+    print(path.resolve())
+    return 1 if args.fail_on_regression and any(g.failed for g in gates) else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,16 +171,26 @@ def run(args: argparse.Namespace) -> int:
     if args.list_suites:
         return _list_suites()
     reports_root = Path(args.reports)
+    if args.compare:
+        return _compare(args, reports_root)
+    if args.fail_on_regression and not args.baseline:
+        raise ConfigError("--fail-on-regression: needs --baseline RUN_DIR (the run to compare against)")
+    if args.baseline:
+        from harness.gate import require_run
+
+        require_run(Path(args.baseline), "--baseline")
+        _thresholds(args)  # bad thresholds fail before any model is loaded
     if args.report_only:
         run_dir = Path(args.report_only)
         if not (run_dir / "run.json").exists():
             raise ConfigError(f"{run_dir}: not a run directory (no run.json)")
+        failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
         path = _report(run_dir, reports_root)
         print(run_dir.resolve())
         print(path.resolve())
-        return 0
+        return 1 if args.fail_on_regression and failed else 0
 
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = " ".join(shlex.quote(a) for a in ["run_all.py", *args.argv])
     if args.resume:
         run_dir = Path(args.resume)
         store = RunStore(run_dir)
@@ -130,14 +222,19 @@ def run(args: argparse.Namespace) -> int:
                          "args": saved_args, "plan": plan.as_json()})
     print(f"run directory: {run_dir}", file=sys.stderr)
     execute(plan, store, registry, resolved, progress=not args.no_progress)
-    path = _report(run_dir, reports_root)
+    try:
+        failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
+    finally:  # a baseline that cannot be compared (exit 2) still leaves this run's report
+        path = _report(run_dir, reports_root)
     print(run_dir.resolve())
     print(path.resolve())
-    return 0
+    return 1 if args.fail_on_regression and failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded as the run's command line, also when called in-process
     os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -55,10 +55,27 @@ class Registry:
             )
         return self.models[name]
 
-    def resolve(self, name: str, weights_override: str | None = None) -> ResolvedModel:
+    def resolve(self, name: str, weights_override: str | None = None, _depth: int = 0) -> ResolvedModel:
         entry = self.entry(name)
+        w = entry.weights
+        if w.ladder is not None and weights_override is None and not w.path and not (w.env and os.environ.get(w.env)):
+            return self._build_rung(name, entry, _depth)
         path, source = find_weights(name, entry, self.path, weights_override)
         return ResolvedModel(name, entry, path, source, self.path)
+
+    def _build_rung(self, name: str, entry: ModelEntry, depth: int) -> ResolvedModel:
+        """Resolve the source model, then build (or reuse the cached) ladder rung from it."""
+        from harness.ladder import Ladder
+
+        ladder = entry.weights.ladder
+        assert ladder is not None
+        if depth > 4 or ladder.from_ == name:
+            raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' forms a cycle")
+        source = self.resolve(ladder.from_, _depth=depth + 1)
+        if source.entry.format != "gguf" or source.weights.is_dir():
+            raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' is not a GGUF model")
+        path = Ladder(source.weights).build(ladder.quant)
+        return ResolvedModel(name, entry, path, f"ladder {ladder.from_} -> {ladder.quant}", self.path)
 
 
 def _expand(raw: str, base: Path) -> Path:

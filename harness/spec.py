@@ -117,8 +117,28 @@ class HubWeights(_Strict):
     revision: str | None = None
 
 
+class LadderWeights(_Strict):
+    """A quantization-ladder rung built from another registry model's GGUF (:mod:`harness.ladder`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from")
+    """Registry name of the source model (a GGUF), e.g. ``smollm2-135m-q4``."""
+    quant: str
+    """Target type: F32 (dequantized with gguf), or a llama.cpp type such as Q8_0, Q4_K_M."""
+
+    @field_validator("quant")
+    @classmethod
+    def _known_quant(cls, quant: str) -> str:
+        from harness.ladder import LADDER_FTYPES
+
+        if quant not in LADDER_FTYPES:
+            raise ValueError(f"unknown ladder quant '{quant}' (allowed: {', '.join(LADDER_FTYPES)})")
+        return quant
+
+
 class WeightsSpec(_Strict):
-    """Where a model's weights come from, tried in this order: --weights, env, path, package, hub."""
+    """Where a model's weights come from, tried in this order: --weights, env, path, package, hub;
+    a ``ladder`` entry is built from its source model when none of those is given."""
 
     env: str | None = None
     """Environment variable holding a local path."""
@@ -126,6 +146,7 @@ class WeightsSpec(_Strict):
     """Local path (``~`` and ``$VARS`` expanded; relative to the registry file)."""
     package: PackageWeights | None = None
     hub: HubWeights | None = None
+    ladder: LadderWeights | None = None
     note: str = ""
     """Shown when no source has the weights: how to get them."""
 
@@ -182,8 +203,12 @@ def _describe(err: dict[str, Any]) -> str:
         return "required key is missing"
     if kind == "literal_error":
         return f"must be one of {err.get('ctx', {}).get('expected', '')}"
+    if kind in ("model_type", "dict_type"):
+        return "must be a mapping"
     msg = str(err.get("msg", "invalid value"))
-    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+    msg = msg.replace("Input should be", "must be").replace("Dictionary should", "must")
+    return msg.replace("Tuple should", "must").replace("List should", "must")
 
 
 def read_yaml(path: Path) -> Any:
@@ -210,13 +235,19 @@ def parse_model(cls: type[BaseModel], data: Any, path: Path, allowed: str = "") 
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # an unknown key is usually a typo of a required one: report it first
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+        err = errors[0]
         loc = _format_loc(tuple(err["loc"]), data)
         hint = ""
-        if err.get("type") == "extra_forbidden":
-            owner = _owner_model(cls, tuple(err["loc"])[:-1], data)
+        if err.get("type") in ("extra_forbidden", "model_type", "missing"):
+            loc_owner = tuple(err["loc"]) if err.get("type") == "model_type" else tuple(err["loc"])[:-1]
+            owner = _owner_model(cls, loc_owner, data)
             if owner is not None:
-                hint = f" (allowed: {', '.join(owner.model_fields)})"
+                keys = owner.model_fields if err.get("type") != "missing" else [
+                    k for k, f in owner.model_fields.items() if f.is_required()]
+                label = "allowed" if err.get("type") != "missing" else "required"
+                hint = f" ({label}: {', '.join(keys)})"
         raise ConfigError(f"{path}: {loc}: {_describe(err)}{hint}{allowed}") from None
 
 

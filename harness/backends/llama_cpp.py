@@ -3,17 +3,18 @@
 Generation and chat use the library's high-level ``Llama`` object.  Scoring (log-likelihoods)
 uses a second llama.cpp context on the same weights, built for throughput:
 
-* requests are tokenized the way lm-eval's HF backend does, then grouped by identical context;
-* a group's context tokens are placed in the batch *once*, tagged with every continuation's
-  sequence id, so the shared prefix is evaluated once and its KV cache serves each continuation;
-* several groups share one ``llama_decode`` call (up to ``n_seq_max`` sequences and the batch
-  budget), so the weights are read once per call instead of once per request;
-* logits are requested only at the positions that predict continuation tokens.
+* requests are tokenized the way lm-eval's HF backend does, sorted, and inserted into a token
+  trie (:mod:`harness.backends.packing`), so every shared prefix -- an item's context shared by
+  its choices, a subject line or few-shot block shared by many items -- is evaluated once;
+* each trie node goes into the batch once, tagged with the sequence ids of every path through
+  it, so its KV cells serve all of them; one ``llama_decode`` evaluates a whole trie (up to
+  ``N_SEQ_MAX`` paths and ``n_ctx`` tokens), reading the weights once per 512-token ubatch;
+* logits are requested only at the nodes that predict continuation tokens, and their
+  log-softmax is computed in one vectorized pass.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ from harness.backends.base import (
     path_bytes,
     split_context_whitespace,
 )
+from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
 from harness.errors import ModelUnavailable
 
 # llama.cpp's own names for the GGUF general.file_type values we may meet
@@ -36,16 +38,10 @@ FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9:
               10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
               16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
 
-N_SEQ_MAX = 32
-
-
-@dataclass
-class _Pair:
-    """One scoring job in token space."""
-
-    index: int
-    context: list[int]
-    continuation: list[int]
+N_SEQ_MAX = 256
+"""llama.cpp's LLAMA_MAX_SEQ: sequences (root-to-leaf trie paths) one scoring decode may hold."""
+LOGIT_BLOCK = 256
+"""Logit rows converted to log-probabilities at a time (bounds memory on long packs)."""
 
 
 def check_gguf(path: Path) -> None:
@@ -58,6 +54,9 @@ def check_gguf(path: Path) -> None:
     if magic != b"GGUF":
         raise ModelUnavailable(f"{path}: not a GGUF file (bad magic {magic!r})",
                                "re-download or rebuild the file")
+    from harness.ladder import check_gguf_complete  # truncation: tensor data past the end of the file
+
+    check_gguf_complete(path)
 
 
 class LlamaCppBackend:
@@ -81,7 +80,7 @@ class LlamaCppBackend:
                                    "the file is corrupt or truncated: re-download or rebuild it") from None
         self.n_ctx = n_ctx
         self.n_vocab = self.llm.n_vocab()
-        self._score_budget = 2 * n_ctx
+        self._score_budget = n_ctx  # one pack: at most one full window (rolling) or many items
         self._score_ctx = self._make_score_context(threads)
         self._batch = llama_cpp.llama_batch_init(self._score_budget, 0, N_SEQ_MAX)
         meta = dict(self.llm.metadata)
@@ -133,97 +132,64 @@ class LlamaCppBackend:
     def _prefix_token(self) -> int:
         return self._bos_id if self._bos_id >= 0 else self._eos_id
 
-    def _truncate(self, pair: _Pair) -> _Pair:
-        total = len(pair.context) + len(pair.continuation)
-        if total > self.n_ctx:
-            keep = max(1, self.n_ctx - len(pair.continuation))
-            return _Pair(pair.index, pair.context[-keep:], pair.continuation[-(self.n_ctx - 1):])
-        return pair
-
-    def _score_pairs(self, pairs: Sequence[_Pair]) -> list[tuple[float, bool]]:
-        """Score token pairs, packing shared-context groups into as few decode calls as fit."""
-        groups: dict[tuple[int, ...], list[_Pair]] = {}
-        for p in map(self._truncate, pairs):
-            groups.setdefault(tuple(p.context), []).append(p)
+    def _score_pairs(self, pairs: Sequence[ScorePair]) -> list[tuple[float, bool]]:
+        """Score token pairs: one ``llama_decode`` per prefix-tree pack (see :mod:`.packing`)."""
         results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-        queue = [(ctx, members[i : i + N_SEQ_MAX])
-                 for ctx, members in groups.items() for i in range(0, len(members), N_SEQ_MAX)]
-        pending: list[tuple[tuple[int, ...], list[_Pair]]] = []
-        used_tokens = used_seqs = 0
-        k = 0
-        while k < len(queue):
-            ctx, part = queue[k]
-            k += 1
-            need = len(ctx) + sum(max(0, len(p.continuation) - 1) for p in part)
-            if need > self._score_budget and len(part) > 1:
-                half = len(part) // 2  # too long for one call: score the halves separately
-                queue[k:k] = [(ctx, part[:half]), (ctx, part[half:])]
-                continue
-            if used_seqs + len(part) > N_SEQ_MAX or used_tokens + need > self._score_budget:
-                self._decode_groups(pending, results)
-                pending, used_tokens, used_seqs = [], 0, 0
-            pending.append((ctx, part))
-            used_tokens += need
-            used_seqs += len(part)
-        if pending:
-            self._decode_groups(pending, results)
+        window = self.n_ctx
+        for pack in pack_pairs((truncate(p, window) for p in pairs),
+                               max_tokens=self._score_budget, max_seqs=N_SEQ_MAX):
+            self._decode_pack(pack, results)
         return results
 
-    def _decode_groups(self, groups: list[tuple[tuple[int, ...], list[_Pair]]],
-                       results: list[tuple[float, bool]]) -> None:
-        lc = self._lc
+    def _fill_batch(self, pack: Pack, logit_nodes: list[int]) -> None:
         b = self._batch
-        n = 0
-        # (batch row, [(pair, first target offset)]) bookkeeping for logits rows
-        reads: list[tuple[_Pair, list[int]]] = []
-        seq = 0
-
-        def add(token: int, pos: int, seqs: Sequence[int], logits: bool) -> int:
-            nonlocal n
-            b.token[n] = token
-            b.pos[n] = pos
-            b.n_seq_id[n] = len(seqs)
+        wanted = set(logit_nodes)
+        for i, (tok, pos, seqs) in enumerate(zip(pack.tokens, pack.positions, pack.seqs)):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = len(seqs)
+            row = b.seq_id[i]
             for j, s in enumerate(seqs):
-                b.seq_id[n][j] = s
-            b.logits[n] = logits
-            n += 1
-            return n - 1
+                row[j] = s
+            b.logits[i] = i in wanted
+        b.n_tokens = len(pack)
 
-        for ctx, members in groups:
-            seqs = list(range(seq, seq + len(members)))
-            seq += len(members)
-            last_ctx_row = -1
-            for pos, tok in enumerate(ctx):
-                last_ctx_row = add(tok, pos, seqs, pos == len(ctx) - 1)
-            for s, p in zip(seqs, members):
-                rows = [last_ctx_row]
-                for k, tok in enumerate(p.continuation[:-1]):
-                    rows.append(add(tok, len(ctx) + k, [s], True))
-                reads.append((p, rows))
-        b.n_tokens = n
-        mem = lc.llama_get_memory(self._score_ctx)
-        lc.llama_memory_clear(mem, True)
-        rc = lc.llama_decode(self._score_ctx, b)
+    def _decode_pack(self, pack: Pack, results: list[tuple[float, bool]]) -> None:
+        lc = self._lc
+        nodes = pack.logit_nodes()
+        self._fill_batch(pack, nodes)
+        lc.llama_memory_clear(lc.llama_get_memory(self._score_ctx), True)
+        rc = lc.llama_decode(self._score_ctx, self._batch)
         if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc}")
-        for p, rows in reads:
-            total = 0.0
-            greedy = True
-            for row, target in zip(rows, p.continuation):
-                ptr = lc.llama_get_logits_ith(self._score_ctx, row)
-                logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
-                m = logits.max()
-                lse = m + np.log(np.exp(logits - m).sum())
-                total += float(logits[target] - lse)
-                greedy = greedy and int(logits.argmax()) == target
-            results[p.index] = (total, greedy)
+            raise RuntimeError(f"llama_decode returned {rc} for a pack of {len(pack)} tokens")
+        logprob: dict[tuple[int, int], float] = {}  # (node, token) -> log p(token | node's prefix)
+        greedy_tok: dict[int, int] = {}
+        wanted: dict[int, set[int]] = {}
+        for r in pack.reads:
+            for n, t in zip(r.nodes, r.targets):
+                wanted.setdefault(n, set()).add(t)
+        block = np.empty((min(LOGIT_BLOCK, len(nodes)), self.n_vocab), dtype=np.float32)
+        for start in range(0, len(nodes), LOGIT_BLOCK):  # bounded memory on long packs
+            part = nodes[start : start + LOGIT_BLOCK]
+            for k, node in enumerate(part):
+                block[k] = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._score_ctx, node),
+                                                 shape=(self.n_vocab,))
+            rows = block[: len(part)]
+            top = rows.max(axis=1)
+            lse = top.astype(np.float64) + np.log(np.exp(rows - top[:, None]).sum(axis=1, dtype=np.float64))
+            best = rows.argmax(axis=1)
+            for k, node in enumerate(part):
+                greedy_tok[node] = int(best[k])
+                for t in wanted[node]:
+                    logprob[(node, t)] = float(rows[k, t]) - float(lse[k])
+        for r in pack.reads:
+            total = sum(logprob[(n, t)] for n, t in zip(r.nodes, r.targets))
+            greedy = all(greedy_tok[n] == t for n, t in zip(r.nodes, r.targets))
+            results[r.index] = (float(total), greedy)
 
     # ------------------------------------------------------------------ protocol
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        pairs = []
-        for i, r in enumerate(requests):
-            ctx, cont = self._encode_pair(r.context, r.continuation)
-            pairs.append(_Pair(i, ctx, cont))
+        pairs = [ScorePair(i, *self._encode_pair(r.context, r.continuation)) for i, r in enumerate(requests)]
         return [LoglikelihoodResult(lp, g) for lp, g in self._score_pairs(pairs)]
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
@@ -238,7 +204,7 @@ class LlamaCppBackend:
                     max_seq_len=self.n_ctx, context_len=1,
                 )
             ]
-            pairs = [_Pair(i, list(c), list(t)) for i, (c, t) in enumerate(windows)]
+            pairs = [ScorePair(i, list(c), list(t)) for i, (c, t) in enumerate(windows)]
             out.append(sum(lp for lp, _ in self._score_pairs(pairs)))
         return out
 

@@ -4,9 +4,12 @@ Loading a GGUF dequantizes it to a full-precision model (about 45 s for SmolLM2-
 converted folder is cached under ``$SHAKTI_EVAL_CACHE`` (default ``~/.cache/shakti-eval``) keyed
 by the file's sha256 and reloaded in a second or two.
 
-Scoring batches requests sorted by length (longest first, as lm-eval does) and right-pads, so one
-forward pass scores many continuations; a group of continuations sharing a context costs one row
-each, never a separate pass.
+Scoring packs requests into prefix trees (:mod:`harness.backends.packing`): each shared prefix --
+an item's context shared by its choices, a prefix shared by many items -- is one set of positions
+in the row, and a tree-shaped 4-D attention mask with explicit position ids lets every
+continuation see exactly its own context.  The vocabulary projection and log-softmax run only on
+the positions whose prediction is read.  lm-eval's ``hf`` backend instead runs one padded row per
+request and projects every position.
 """
 from __future__ import annotations
 
@@ -25,10 +28,14 @@ from harness.backends.base import (
     path_bytes,
     split_context_whitespace,
 )
+from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
 from harness.errors import ModelUnavailable
 
-BATCH_TOKENS = 4096
-"""Upper bound on padded tokens per forward pass."""
+PACK_TOKENS = 512
+"""Tokens per forward pass (one prefix-tree pack; a longer single request gets its own pass).
+Attention over a pack is dense, so much longer packs would spend more on masked attention."""
+LOGIT_BLOCK = 256
+"""Hidden states projected onto the vocabulary at a time (bounds memory on long packs)."""
 
 
 def cache_root() -> Path:
@@ -37,7 +44,7 @@ def cache_root() -> Path:
 
 def converted_folder(gguf: Path, sha256: str) -> Path:
     """Dequantize a GGUF into an HF folder once; later loads read the folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     target = cache_root() / "hf-from-gguf" / sha256[:16]
     if (target / "config.json").exists():
@@ -46,7 +53,10 @@ def converted_folder(gguf: Path, sha256: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # dequantize=True: a plain dense model (transformers >= 5 otherwise keeps GGUF blocks, which
+        # save_pretrained refuses to write)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     quantization_config=GgufConfig(dequantize=True))
     except Exception as exc:  # a corrupt file fails deep inside the gguf reader
         raise ModelUnavailable(f"{gguf}: transformers could not read this GGUF ({type(exc).__name__}: {exc})",
                                "the file is corrupt or truncated: re-download or rebuild it") from None
@@ -105,37 +115,56 @@ class TransformersBackend:
         return ctx, whole[len(ctx):]
 
     def _score_token_pairs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        torch = self.torch
-        inputs: list[tuple[int, list[int], int]] = []  # (index, tokens, n_cont)
-        for i, (ctx, cont) in enumerate(pairs):
-            tokens = (ctx + cont)[-(self.n_ctx + 1):][:-1]
-            inputs.append((i, tokens, len(cont)))
-        order = sorted(inputs, key=lambda x: -len(x[1]))
+        """Score token pairs, one forward pass per prefix-tree pack (see :mod:`.packing`)."""
+        items = [truncate(ScorePair(i, list(c), list(t)), self.n_ctx) for i, (c, t) in enumerate(pairs)]
         results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-        start = 0
-        while start < len(order):
-            width = len(order[start][1])
-            size = max(1, min(64, BATCH_TOKENS // max(1, width)))
-            chunk = order[start : start + size]
-            start += size
-            pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (_, toks, _) in enumerate(chunk):
-                ids[row, : len(toks)] = torch.tensor(toks)
-                mask[row, : len(toks)] = 1
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for row, (idx, toks, n_cont) in enumerate(chunk):
-                ctx, cont = pairs[idx]
-                last = len(toks)
-                lp = logprobs[row, last - n_cont : last]
-                target = torch.tensor(cont[-n_cont:])
-                total = float(lp.gather(1, target[:, None]).sum())
-                greedy = bool((lp.argmax(-1) == target).all())
-                results[idx] = (total, greedy)
+        longest = max((len(p.path()) for p in items), default=0)
+        for pack in pack_pairs(items, max_tokens=max(PACK_TOKENS, longest), max_seqs=len(items) + 1):
+            self._forward_pack(pack, results)
         return results
+
+    def _tree_mask(self, pack: Pack) -> Any:
+        """Additive 4-D mask: a node attends to itself and its ancestors only."""
+        torch = self.torch
+        n = len(pack)
+        allowed = torch.zeros((n, n), dtype=torch.bool)
+        for i, parent in enumerate(pack.parents):
+            if parent >= 0:
+                allowed[i] = allowed[parent]
+            allowed[i, i] = True
+        dtype = self.model.dtype
+        mask = torch.zeros((1, 1, n, n), dtype=dtype)
+        mask[0, 0].masked_fill_(~allowed, torch.finfo(dtype).min)
+        return mask
+
+    def _forward_pack(self, pack: Pack, results: list[tuple[float, bool]]) -> None:
+        torch = self.torch
+        ids = torch.tensor([pack.tokens], dtype=torch.long, device=self.device)
+        pos = torch.tensor([pack.positions], dtype=torch.long, device=self.device)
+        mask = self._tree_mask(pack).to(self.device)
+        nodes = pack.logit_nodes()
+        logprob: dict[tuple[int, int], float] = {}
+        greedy_tok: dict[int, int] = {}
+        wanted: dict[int, set[int]] = {}
+        for r in pack.reads:
+            for n, t in zip(r.nodes, r.targets):
+                wanted.setdefault(n, set()).add(t)
+        with torch.inference_mode():
+            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                              use_cache=False).last_hidden_state[0]
+            head = self.model.get_output_embeddings()
+            for start in range(0, len(nodes), LOGIT_BLOCK):  # the vocabulary projection only where read
+                part = nodes[start : start + LOGIT_BLOCK]
+                lp = torch.log_softmax(head(hidden[part]).float(), dim=-1).cpu()
+                best = lp.argmax(-1).tolist()
+                for k, node in enumerate(part):
+                    greedy_tok[node] = best[k]
+                    for t in wanted[node]:
+                        logprob[(node, t)] = float(lp[k, t])
+        for r in pack.reads:
+            total = sum(logprob[(n, t)] for n, t in zip(r.nodes, r.targets))
+            greedy = all(greedy_tok[n] == t for n, t in zip(r.nodes, r.targets))
+            results[r.index] = (float(total), greedy)
 
     # ------------------------------------------------------------------ protocol
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:

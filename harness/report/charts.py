@@ -47,3 +47,65 @@ def task_scores(rows: list[dict[str, Any]], title: str) -> str:
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="lower right")
     return _to_data_uri(fig)
+
+
+_PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+
+
+def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | None]],
+                   stderrs: list[list[float | None]], title: str, percent: bool = True) -> str:
+    """Grouped horizontal bars: one group per task, one bar per run, ±1.96·stderr.
+
+    ``values[r][t]`` is run ``r``'s headline value on task ``t`` (``None``: the run lacks it).
+    """
+    n_runs = max(1, len(runs))
+    height = 0.25 * n_runs + 0.2
+    fig, ax = plt.subplots(figsize=(7.5, height * max(2, len(tasks)) + 1.2))
+    scale = 100 if percent else 1
+    for r, label in enumerate(runs):
+        ys = [t + (r - (n_runs - 1) / 2) * 0.8 / n_runs for t in range(len(tasks))]
+        vals = [scale * (v or 0) for v in values[r]]
+        errs = [1.96 * scale * (e or 0) for e in stderrs[r]]
+        ax.barh(ys, vals, height=0.8 / n_runs, xerr=errs, capsize=2, label=label,
+                color=_PALETTE[r % len(_PALETTE)], alpha=0.9)
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.invert_yaxis()
+    if percent:
+        ax.set_xlim(0, 100)
+    ax.set_xlabel("score (%), 95% CI" if percent else "value, 95% CI")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _to_data_uri(fig)
+
+
+def trend(labels: list[str], series: dict[str, list[tuple[int, float, float | None]]], title: str,
+          percent: bool = True) -> str:
+    """One line per task across stored runs (x = run, oldest first), ±1.96·stderr bars.
+
+    ``series[task]`` holds (run position, value, stderr) points.  Error bars are drawn as one
+    line collection and the legend sits outside, so a suite of dozens of tasks stays cheap to draw.
+    """
+    from matplotlib.collections import LineCollection
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    scale = 100 if percent else 1
+    bars: list[list[tuple[float, float]]] = []
+    colors: list[str] = []
+    for i, (task, points) in enumerate(sorted(series.items())):
+        color = _PALETTE[i % len(_PALETTE)]
+        ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", ms=4, label=task, color=color)
+        for x, y, se in points:
+            if se:
+                bars.append([(x, scale * (y - 1.96 * se)), (x, scale * (y + 1.96 * se))])
+                colors.append(color)
+    if bars:
+        ax.add_collection(LineCollection(bars, colors=colors, linewidths=1))
+        ax.autoscale_view()
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, max(0.5, len(labels) - 0.5))
+    ax.set_ylabel("%" if percent else "value")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if series:
+        ax.legend(fontsize=6, ncol=1 + len(series) // 16, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _to_data_uri(fig)

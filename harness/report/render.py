@@ -1,27 +1,54 @@
-"""Render stored runs into HTML with jinja2 (autoescape on: model output is untrusted text)."""
+"""Render stored runs into self-contained HTML (jinja2 autoescape on: model output is untrusted).
+
+Every page is one file: charts are ``data:`` PNGs, styles inline, and a Content-Security-Policy
+meta tag (``default-src 'none'``) forbids scripts and fetches, so a report opens offline, attaches
+to a CI artifact, and cannot run anything a model wrote even if escaping ever failed.
+"""
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness.report import charts
-from harness.report.catalog import fmt, info
+from harness.report.catalog import fmt, fmt_diff, info
 from harness.report.sections import TaskView, build_sections
 from harness.store import RunStore, atomic_write_text, read_json
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_SAMPLES_SHOWN = 200
+"""Per task in the drill-down; failures are kept first when a task has more samples."""
+MAX_FIELD_CHARS = 4000
+GATE_FILE = "gate.json"
+"""Written into a run folder by ``--baseline``; the run report shows it."""
+
+# sample fields the drill-down lays out itself; any other field is shown as "key: value"
+_LAID_OUT = {"doc_id", "target", "prompt", "choices", "loglikelihoods", "is_greedy", "pred", "generation"}
 
 
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["fmt"] = lambda v, metric="acc": fmt(metric, v)
+    env.filters["fmt_diff"] = lambda v, metric="acc": fmt_diff(metric, v)
     env.filters["label"] = lambda metric: info(metric).label
+    env.filters["pval"] = lambda p: "–" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.4f}")
+    env.filters["num"] = lambda v, spec=".4f": (format(v, spec) if isinstance(v, (int, float))
+                                                else "–" if v is None else _text(v))
     return env
+
+
+def history_name(model: str) -> str:
+    """File name of a model's history page (under ``<reports>/history/``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", model) + ".html"
+
+
+def now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
 
 
 def headline(metrics: dict[str, Any], wanted: list[str] | None = None) -> str | None:
@@ -34,74 +61,212 @@ def headline(metrics: dict[str, Any], wanted: list[str] | None = None) -> str | 
 
 
 def metric_rows(metrics: dict[str, Any], details: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric: value, 95% interval, and each reference with its source and our difference."""
     refs = details.get("reference") or []
     rows = []
     for key, value in metrics.items():
         name, _, filt = key.partition(",")
-        if "_stderr" in name or not isinstance(value, (int, float)):
+        if "_stderr" in name or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         stderr = metrics.get(f"{name}_stderr,{filt}")
+        interval = (details.get("intervals") or {}).get(name)
+        ci = None
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            ci = (interval[0], interval[1])
+        elif isinstance(stderr, (int, float)):
+            ci = (value - 1.96 * stderr, value + 1.96 * stderr)
         rows.append({
-            "metric": name, "value": value, "stderr": stderr,
-            "ci": (value - 1.96 * stderr, value + 1.96 * stderr) if isinstance(stderr, (int, float)) else None,
+            "metric": name, "value": value, "stderr": stderr, "ci": ci,
             "references": [{"model": r["model"], "source": r["source"], "value": r["values"][name],
                             "diff": value - r["values"][name]} for r in refs if name in r.get("values", {})],
         })
     return rows
 
 
-def run_context(run_dir: Path) -> dict[str, Any]:
+# -- provenance ---------------------------------------------------------------------------------
+
+def provenance(run: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """Everything a reviewer needs to trace a number: model, weights hash, code, data, machine."""
+    meta = results.get("metadata") or {}
+    plan = run.get("plan") or {}
+    mi = meta.get("model_info") or {}
+    data = []
+    for task, details in (results.get("tasks") or {}).items():
+        d = details.get("data") or {}
+        data.append({"task": task, "dataset": d.get("dataset"), "config": d.get("config"), "split": d.get("split"),
+                     "origin": d.get("origin"), "file": d.get("file"), "sha256": d.get("sha256"),
+                     "rows": d.get("rows"), "n": details.get("n"), "note": details.get("data_note")})
+    return {
+        "run_id": run.get("run_id"), "status": run.get("status"),
+        "model": meta.get("model") or plan.get("model"), "backend": meta.get("backend") or plan.get("backend"),
+        "weights": meta.get("weights") or plan.get("weights"),
+        "weights_source": meta.get("weights_source") or plan.get("weights_source"),
+        "sha256": mi.get("sha256"), "file_bytes": mi.get("file_bytes"), "quant": mi.get("quant"),
+        "device": mi.get("device"), "params": mi.get("params"), "n_ctx": mi.get("n_ctx"),
+        "model_extra": mi.get("extra") or {},
+        "packages": {k: v for k, v in (meta.get("packages") or {}).items() if v},
+        "git": meta.get("git") or {}, "hardware": meta.get("hardware") or {},
+        "command": meta.get("command") or plan.get("command"),
+        "duration_s": run.get("duration_s"), "finished_at": run.get("finished_at"),
+        "resumed_at": run.get("resumed_at"),
+        "seed": meta.get("seed", plan.get("seed")), "profile": meta.get("profile") or plan.get("profile"),
+        "suites": meta.get("suites") or plan.get("suites"), "judge": meta.get("judge") or plan.get("judge"),
+        "cache": {"hits": run.get("cache_hits"), "misses": run.get("cache_misses")},
+        "data": data,
+    }
+
+
+# -- drill-down ---------------------------------------------------------------------------------
+
+def _is_binary(samples: list[dict[str, Any]], metric: str) -> bool:
+    vals = [s.get(metric) for s in samples[:200]]
+    return bool(vals) and all(isinstance(v, (int, float)) and v in (0, 1) for v in vals)
+
+
+def correctness_metric(metrics: dict[str, Any], details: dict[str, Any],
+                       samples: list[dict[str, Any]]) -> str | None:
+    """The 0/1 per-sample field that decides pass/fail in the drill-down (headline first)."""
+    names = [k.split(",")[0] for k in metrics if "_stderr" not in k]
+    order = [details.get("headline"), headline(metrics)] + names + ["correct", "passed"]
+    for name in order:
+        if name and _is_binary(samples, name):
+            return name
+    return None
+
+
+def _text(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    return s if len(s) <= MAX_FIELD_CHARS else s[:MAX_FIELD_CHARS] + f" … [{len(s) - MAX_FIELD_CHARS} more chars]"
+
+
+def status(s: dict[str, Any], passfield: str | None, good_when: float) -> str:
+    """``pass``/``fail`` by the task's 0/1 field (in its good direction), ``na`` without one."""
+    if passfield is None or not isinstance(s.get(passfield), (int, float)):
+        return "na"
+    return "pass" if s[passfield] == good_when else "fail"
+
+
+def sample_view(s: dict[str, Any], state: str, metric_names: list[str]) -> dict[str, Any]:
+    """One sample laid out for the drill-down table; all text stays text (the template escapes it)."""
+    choices = s.get("choices") if isinstance(s.get("choices"), list) else None
+    lls = s.get("loglikelihoods") if isinstance(s.get("loglikelihoods"), list) else []
+    target, pred = s.get("target"), s.get("pred")
+    golds = {g for g in (target if isinstance(target, list) else [target])
+             if isinstance(g, int) and not isinstance(g, bool)}
+
+    def show(v: Any) -> str:
+        if choices and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(choices):
+            return f"{v}: {choices[v]}"
+        return "" if v is None else _text(v)
+
+    return {
+        "doc_id": s.get("doc_id"), "prompt": _text(s.get("prompt", "")), "status": state,
+        "choices": [{"i": i, "text": _text(c), "ll": lls[i] if i < len(lls) else None,
+                     "gold": i in golds, "chosen": i == pred} for i, c in enumerate(choices or [])],
+        "generation": _text(s["generation"]) if "generation" in s else None,
+        "gold": show(target[0] if isinstance(target, list) and len(target) == 1 else target),
+        "chosen": show(pred),
+        "scores": [(m, s[m]) for m in metric_names if m in s],
+        "extra": [(k, _text(v)) for k, v in s.items() if k not in _LAID_OUT and k not in metric_names],
+    }
+
+
+def drilldown(name: str, metrics: dict[str, Any], details: dict[str, Any],
+              samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The samples shown for a task: all failures first (up to the cap), then the rest in order."""
+    passfield = correctness_metric(metrics, details, samples)
+    hib = (details.get("higher_is_better") or {}).get(passfield, info(passfield or "acc").higher_is_better)
+    names = list(dict.fromkeys(k.split(",")[0] for k in metrics if "_stderr" not in k))
+    states = [status(s, passfield, 1 if hib else 0) for s in samples]
+    fails = [i for i, st in enumerate(states) if st == "fail"]
+    keep = set(fails[:MAX_SAMPLES_SHOWN])
+    for i in range(len(samples)):
+        if len(keep) >= MAX_SAMPLES_SHOWN:
+            break
+        keep.add(i)
+    return {"passfield": passfield, "n_fail": len(fails),
+            "views": [sample_view(samples[i], states[i], names) for i in sorted(keep)],
+            "anchor": re.sub(r"[^A-Za-z0-9_-]", "_", name)}
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+def load_gate(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / GATE_FILE
+    return read_json(path) if path.exists() else None
+
+
+def run_context(run_dir: Path, gate: dict[str, Any] | None = None) -> dict[str, Any]:
     store = RunStore(run_dir)
     run = store.read_run()
     results = store.read_results()
     meta = results.get("metadata") or {}
     tasks = []
     chart_rows = []
+    views = []
     for name, metrics in results.get("results", {}).items():
         details = results.get("tasks", {}).get(name, {})
-        rows = metric_rows(metrics, details)
         samples = store.read_samples(name)
-        tasks.append({"name": name, "details": details, "rows": rows,
-                      "samples": samples[:MAX_SAMPLES_SHOWN], "n_samples": len(samples)})
-        head = headline(metrics)
-        if head is not None and isinstance(metrics.get(f"{head},none"), (int, float)):
+        tasks.append({"name": name, "details": details, "rows": metric_rows(metrics, details),
+                      "n_samples": len(samples), **drilldown(name, metrics, details, samples)})
+        views.append(TaskView(name, metrics, details, samples))
+        head = headline(metrics, [details["headline"]] if details.get("headline") else None)
+        if head is not None and isinstance(metrics.get(f"{head},none"), (int, float)) and info(head).percent:
             chart_rows.append({
-                "task": name, "value": metrics[f"{head},none"], "stderr": metrics.get(f"{head}_stderr,none"),
-                "chance": details.get("chance"),
+                "task": name, "group": details.get("group"), "value": metrics[f"{head},none"],
+                "stderr": metrics.get(f"{head}_stderr,none"), "chance": details.get("chance"),
                 "references": [(f"{r['model']} ({r['source']})", r["values"][head])
                                for r in details.get("reference", []) if head in r.get("values", {})],
             })
-    chart = charts.task_scores(chart_rows, f"{meta.get('model', run.get('args', {}).get('model'))}") if chart_rows else None
-    views = [TaskView(t["name"], results["results"][t["name"]], t["details"], t["samples"]) for t in tasks]
+    model = meta.get("model") or run.get("args", {}).get("model")
     sections = build_sections(views)
+    covered = {s["group"] for s in sections}  # a section already charts its own tasks
+    chart_rows = [r for r in chart_rows if r.pop("group") not in covered]
+    chart = charts.task_scores(chart_rows, f"{model}: headline metric per task") if chart_rows else None
     fallback = [t["name"] for t in tasks if (t["details"].get("data") or {}).get("origin") == "fallback"]
     return {"run": run, "meta": meta, "tasks": tasks, "chart": chart, "fallback": fallback, "sections": sections,
-            "skipped": results.get("skipped", {}), "run_id": run_dir.name,
-            "generated": _dt.datetime.now().isoformat(timespec="seconds")}
+            "skipped": results.get("skipped", {}), "run_id": run_dir.name, "prov": provenance(run, results),
+            "gate": gate if gate is not None else load_gate(run_dir), "model": model, "generated": now(),
+            "history_href": f"../history/{history_name(model)}" if model else None}
 
 
-def render_run(run_dir: Path, reports_root: Path) -> Path:
-    html = environment().get_template("run.html.j2").render(**run_context(run_dir))
+def render_run(run_dir: Path, reports_root: Path, gate: dict[str, Any] | None = None) -> Path:
+    """Write ``<reports_root>/<run-id>/index.html``; ``gate`` defaults to the run's stored gate.json."""
+    html = environment().get_template("run.html.j2").render(**run_context(run_dir, gate))
     out = reports_root / run_dir.name / "index.html"
     atomic_write_text(out, html)
     return out
 
 
-def render_index(results_root: Path, reports_root: Path) -> Path:
+def render_index(results_root: Path, reports_root: Path, models: list[str] | None = None) -> Path:
+    """The runs table, links to comparisons, and per-model history pages (re-rendered for ``models``,
+    or for every model when ``None``)."""
+    from harness.report import history
+
     runs = []
     for run_json in sorted(results_root.glob("*/run.json"), reverse=True):
         try:
             run = read_json(run_json)
+            res_path = run_json.parent / "results.json"
+            results = read_json(res_path) if res_path.exists() else {}
         except (OSError, ValueError):
             continue
-        res_path = run_json.parent / "results.json"
-        results = read_json(res_path) if res_path.exists() else {}
         report = reports_root / run_json.parent.name / "index.html"
+        gate_path = run_json.parent / GATE_FILE
+        gate = read_json(gate_path) if gate_path.exists() else None
         runs.append({"id": run_json.parent.name, "status": run.get("status"),
                      "model": run.get("args", {}).get("model"), "suite": run.get("args", {}).get("suite"),
                      "tasks": len(results.get("results", {})), "has_report": report.exists(),
-                     "duration": run.get("duration_s")})
-    html = environment().get_template("index.html.j2").render(runs=runs)
+                     "duration": run.get("duration_s"),
+                     "gate": None if gate is None else ("FAIL" if gate.get("failed") else "pass")})
+    model_names = sorted({r["model"] for r in runs if r["model"]})
+    pages = history.render_histories(results_root, reports_root,
+                                     model_names if models is None else [m for m in models if m in model_names])
+    histories = {m: pages.get(m) or history.page_path(reports_root, m) for m in model_names}
+    compares = sorted((reports_root / "compare").glob("*.html"), key=lambda p: p.stat().st_mtime, reverse=True)
+    html = environment().get_template("index.html.j2").render(
+        runs=runs, histories={m: p.relative_to(reports_root).as_posix() for m, p in histories.items() if p.exists()},
+        compares=[p.relative_to(reports_root).as_posix() for p in compares], generated=now())
     out = reports_root / "index.html"
     atomic_write_text(out, html)
     return out

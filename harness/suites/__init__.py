@@ -15,6 +15,13 @@ from harness.spec import TaskSpec
 
 KINDS: dict[str, str] = {
     "lm_eval": "harness.suites.academic",
+    "hardware": "harness.suites.hardware",
+    "bbq": "harness.suites.rai_bbq",
+    "crows_pairs": "harness.suites.rai_crows_pairs",
+    "toxigen": "harness.suites.rai_toxigen",
+    "label_classify": "harness.suites.rai_classify",
+    "domain_judged": "harness.suites.domain",
+    "domain_choice": "harness.suites.domain_choice",
 }
 
 

@@ -41,10 +41,10 @@ def test_malformed_file_gives_one_line_and_exit_2(name: str, capsys: pytest.Capt
 
 
 def test_unknown_model_suggests_a_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--model", "smollm2-135m-q5x"]) == 2
+    assert main(["--model", "smollm2-135m-hff"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "unknown model 'smollm2-135m-q5x'" in err[0] and "did you mean 'smollm2-135m-q4'" in err[0]
+    assert "unknown model 'smollm2-135m-hff'" in err[0] and "did you mean 'smollm2-135m-hf'" in err[0]
 
 
 def test_unknown_suite_lists_available(capsys: pytest.CaptureFixture[str]) -> None:

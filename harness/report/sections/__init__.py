@@ -13,6 +13,9 @@ from typing import Any
 SECTIONS: dict[str, tuple[str, str]] = {
     # group: (module, title) — order here is the order in the report (the paper's order)
     "academic": ("harness.report.sections.academic", "Academic benchmarks"),
+    "domain": ("harness.report.sections.domain", "Domain: healthcare, legal, finance (judged)"),
+    "responsible_ai": ("harness.report.sections.responsible_ai", "Responsible AI"),
+    "hardware": ("harness.report.sections.hardware", "Hardware: size, memory and tokens/s"),
 }
 
 

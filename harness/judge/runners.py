@@ -1,0 +1,179 @@
+"""Judged metrics by name, each run by its own library over one judge.
+
+A runner scores one :class:`Item` and returns its value; :func:`score_items` runs a metric over
+many items and turns any exception on one item (unparseable judge JSON, a library error on an
+odd answer) into that item's recorded failure, so the others still score and the failure count
+is reported.  The judge's structured answers for each item are kept as its explanation.
+
+Names (the suite's ``metrics:`` list uses them):
+
+* ``ragas_answer_relevancy``     Ragas ``AnswerRelevancy`` (collections API; MiniLM embeddings)
+* ``deepeval_answer_relevancy``  DeepEval ``AnswerRelevancyMetric``
+* ``deepeval_summarization``     DeepEval ``SummarizationMetric`` (fixed assessment questions)
+* ``deepeval_faithfulness``      DeepEval ``FaithfulnessMetric``, the reference as context
+* ``ragas_factual_correctness``  Ragas ``FactualCorrectness`` against the reference
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.judge.schema import Shape
+from harness.judge.structured import StructuredJudge
+
+
+@dataclass(frozen=True)
+class Item:
+    """One judged pair.  ``input`` is the question (or the document for summaries)."""
+
+    input: str
+    output: str
+    reference: str | None = None
+
+
+@dataclass
+class Scored:
+    value: float | None
+    error: str | None = None
+    explanation: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": self.value}
+        if self.error:
+            out["error"] = self.error
+        if self.explanation:
+            out["judge"] = self.explanation
+        return out
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    label: str
+    library: str
+    mismatch: str
+    """Which field a mismatched pair takes from another item: ``input`` (the answer paired with
+    another question, the summary with another document) or ``reference``."""
+    needs_reference: bool = False
+    options: tuple[str, ...] = ()
+    """Task params this metric reads."""
+
+
+JUDGED: dict[str, MetricDef] = {
+    "ragas_answer_relevancy": MetricDef("Answer relevancy (Ragas)", "ragas", "input", options=("strictness",)),
+    "deepeval_answer_relevancy": MetricDef("Answer relevancy (DeepEval)", "deepeval", "input"),
+    "deepeval_summarization": MetricDef("Summarization (DeepEval)", "deepeval", "input",
+                                        options=("assessment_questions",)),
+    "deepeval_faithfulness": MetricDef("Factual consistency (DeepEval faithfulness to reference)",
+                                       "deepeval", "reference", needs_reference=True),
+    "ragas_factual_correctness": MetricDef("Factual correctness (Ragas, vs reference)", "ragas", "reference",
+                                           needs_reference=True, options=("factual_mode",)),
+}
+
+
+def prompt_version(metric: str) -> str:
+    """The judge prompts are the library's own templates: their version is the library's."""
+    from importlib import metadata
+
+    lib = JUDGED[metric].library
+    return f"{lib} {metadata.version(lib)}"
+
+
+# ----------------------------------------------------------------------------- builders
+Runner = Callable[[Item], float]
+
+
+def _deepeval(metric_obj: Any, case_kw: Callable[[Item], dict[str, Any]]) -> Runner:
+    from deepeval.test_case import LLMTestCase
+
+    def run(item: Item) -> float:
+        m = metric_obj()
+        m.measure(LLMTestCase(**case_kw(item)), _show_indicator=False)
+        if m.score is None:
+            raise RuntimeError(getattr(m, "error", None) or "DeepEval returned no score")
+        return float(m.score)
+
+    return run
+
+
+def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> tuple[Runner, StructuredJudge]:
+    """A scoring function for metric ``name`` and the (possibly re-shaped) judge it calls."""
+    from harness.backends.judge_adapters import DeepEvalJudge, RagasJudge, minilm_embeddings
+
+    reasons = bool(params.get("judge_reasons", False))
+    if name == "deepeval_answer_relevancy":
+        from deepeval.metrics import AnswerRelevancyMetric
+
+        llm = DeepEvalJudge(judge)
+        return _deepeval(lambda: AnswerRelevancyMetric(model=llm, async_mode=False, include_reason=reasons),
+                         lambda it: {"input": it.input, "actual_output": it.output}), judge
+    if name == "deepeval_summarization":
+        from deepeval.metrics import SummarizationMetric
+
+        questions = list(params["assessment_questions"])
+        # one yes/no answer per question, exactly: DeepEval indexes questions by answer position
+        shaped = judge.with_shape(Shape(fixed={"Answers": ("answers", len(questions), ("yes", "no"))}))
+        llm = DeepEvalJudge(shaped)
+        return _deepeval(lambda: SummarizationMetric(model=llm, async_mode=False, include_reason=reasons,
+                                                     assessment_questions=questions, n=len(questions)),
+                         lambda it: {"input": it.input, "actual_output": it.output}), shaped
+    if name == "deepeval_faithfulness":
+        from deepeval.metrics import FaithfulnessMetric
+
+        llm = DeepEvalJudge(judge)
+        return _deepeval(lambda: FaithfulnessMetric(model=llm, async_mode=False, include_reason=reasons),
+                         lambda it: {"input": it.input, "actual_output": it.output,
+                                     "retrieval_context": [it.reference or ""]}), judge
+    if name == "ragas_answer_relevancy":
+        from ragas.metrics.collections import AnswerRelevancy
+
+        ar = AnswerRelevancy(llm=RagasJudge(judge), embeddings=minilm_embeddings(),
+                             strictness=int(params.get("strictness", 1)))
+        return (lambda it: float(ar.score(user_input=it.input, response=it.output).value)), judge
+    if name == "ragas_factual_correctness":
+        from ragas.metrics.collections import FactualCorrectness
+
+        fc = FactualCorrectness(llm=RagasJudge(judge), mode=params.get("factual_mode", "f1"))
+        return (lambda it: float(fc.score(response=it.output, reference=it.reference or "").value)), judge
+    raise KeyError(name)
+
+
+@contextlib.contextmanager
+def _workdir(path: Path | None):
+    """DeepEval writes ``.deepeval/`` into the working directory: keep it in the run folder."""
+    if path is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def score_items(name: str, judge: StructuredJudge, items: list[Item], params: dict[str, Any],
+                workdir: Path | None = None, runner: Runner | None = None) -> list[Scored]:
+    """Score every item; a failure on one item is recorded there and the rest still score."""
+    if runner is None:
+        runner, judge = build_runner(name, judge, params)
+    out: list[Scored] = []
+    shown = False
+    with _workdir(workdir):
+        for item in items:
+            judge.take_transcript()
+            try:
+                value = runner(item)
+                out.append(Scored(value, None, judge.take_transcript()))
+            except Exception as exc:  # noqa: BLE001 - recorded per item, counted in the report
+                if not shown:
+                    print(f"[{name}] first failure (later ones are only counted):\n"
+                          + "".join(traceback.format_exception_only(type(exc), exc)).strip(), file=sys.stderr)
+                    shown = True
+                out.append(Scored(None, f"{type(exc).__name__}: {exc}"[:300], judge.take_transcript()))
+    return out

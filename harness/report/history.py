@@ -1,0 +1,86 @@
+"""History: how each metric of one model moved across its stored runs (a trend chart per metric).
+
+Runs are grouped by registry model name and ordered by run id (which starts with the run's
+timestamp).  Each point carries its stderr, so a wiggle inside the error bars reads as noise.
+One page per model: ``<reports>/history/<model>.html``, linked from the index.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from harness.report import charts
+from harness.report.catalog import info
+from harness.store import atomic_write_text, read_json
+
+
+def page_path(reports_root: Path, model: str) -> Path:
+    from harness.report.render import history_name
+
+    return reports_root / "history" / history_name(model)
+
+
+def model_runs(results_root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Finished tasks of every stored run, by model, oldest run first."""
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run_json in sorted(results_root.glob("*/run.json")):
+        res_path = run_json.parent / "results.json"
+        try:
+            run = read_json(run_json)
+            results = read_json(res_path) if res_path.exists() else None
+        except (OSError, ValueError):
+            continue
+        if not results or not results.get("results"):
+            continue
+        model = run.get("args", {}).get("model") or (results.get("metadata") or {}).get("model")
+        if model:
+            by_model[model].append({"id": run_json.parent.name, "status": run.get("status"),
+                                    "results": results["results"], "tasks": results.get("tasks", {})})
+    return by_model
+
+
+def series(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
+    """``{metric: {task: [(run position, value, stderr)]}}``."""
+    out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = defaultdict(lambda: defaultdict(list))
+    for pos, run in enumerate(runs):
+        for task, metrics in run["results"].items():
+            for key, value in metrics.items():
+                name, _, filt = key.partition(",")
+                if "_stderr" in name or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                stderr = metrics.get(f"{name}_stderr,{filt}")
+                out[name][task].append((pos, float(value), stderr if isinstance(stderr, (int, float)) else None))
+    return {m: dict(t) for m, t in out.items()}
+
+
+def context(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = [r["id"].split("_")[0] for r in runs]  # the timestamp part of the run id
+    metrics = []
+    for metric, per_task in sorted(series(runs).items()):
+        m = info(metric)
+        metrics.append({
+            "metric": metric,
+            "chart": charts.trend(labels, per_task, f"{model}: {m.label}", percent=m.percent),
+            "rows": [{"task": task, "points": {p[0]: (p[1], p[2]) for p in pts}} for task, pts in sorted(per_task.items())],
+        })
+    return {"model": model, "runs": runs, "metrics": metrics}
+
+
+def render_histories(results_root: Path, reports_root: Path, models: list[str]) -> dict[str, Path]:
+    """Write one history page per model in ``models``; returns their paths."""
+    from harness.report.render import environment, now
+
+    if not models:
+        return {}
+    by_model = model_runs(results_root)
+    env = environment()
+    out = {}
+    for model in models:
+        runs = by_model.get(model)
+        if not runs:
+            continue
+        path = page_path(reports_root, model)
+        atomic_write_text(path, env.get_template("history.html.j2").render(**context(model, runs), generated=now()))
+        out[model] = path
+    return out

@@ -1,0 +1,101 @@
+"""Task kind ``domain_choice``: objective accuracy on a domain's multiple-choice sets.
+
+MedQA, PubMedQA (labeled), Consumer Contracts and Legal Support have no lm-eval task, so the
+kind builds one: lm-eval's task fields come from a named format in
+:data:`harness.suites.domain_prompts.CHOICE` (the suite names it, ``params: {format: medqa}``),
+the dataset is the resolved mirror file, and lm-eval scores it by log-likelihood exactly as it
+scores its own tasks.  Intervals are Wilson intervals from lm-eval's per-item outcomes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.data import resolve
+from harness.errors import ConfigError
+from harness.metrics.intervals import proportion
+from harness.spec import TaskSpec
+from harness.suites import academic, rai_lmeval
+from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.domain_prompts import CHOICE, CHOICE_FIELDS
+
+DOMAINS = ("healthcare", "legal", "finance")
+METRICS = ("acc", "acc_norm")
+
+
+def check(task: TaskSpec, path: Path) -> None:
+    rai_lmeval.check_params(task, path, {"format": str, "domain": str}, required=("format", "domain"))
+    where = f"{path}: tasks[{task.name}]"
+    if task.params["format"] not in CHOICE:
+        raise ConfigError(f"{where}.params.format: unknown format '{task.params['format']}'",
+                          f"allowed: {', '.join(sorted(CHOICE))}")
+    if task.params["domain"] not in DOMAINS:
+        raise ConfigError(f"{where}.params.domain: must be one of {', '.join(DOMAINS)}")
+    if task.dataset is None:
+        raise ConfigError(f"{where}.dataset: required for kind 'domain_choice'")
+    bad = sorted(set(task.metrics) - set(METRICS))
+    if bad:
+        raise ConfigError(f"{where}.metrics: unknown {bad} (allowed: {', '.join(METRICS)})")
+
+
+def lm_eval_config(task: TaskSpec) -> dict[str, Any]:
+    """An lm-eval task config for the task's format (pointed at the data by the caller)."""
+    return {
+        "task": task.name,
+        "dataset_path": task.dataset.path if task.dataset else "",
+        "test_split": task.dataset.split if task.dataset else "test",
+        "output_type": "multiple_choice",
+        "target_delimiter": " ",
+        **CHOICE[task.params["format"]],
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
+        "metadata": {"version": 1.0},
+    }
+
+
+def _evaluate(cfg: dict[str, Any], task: TaskSpec, ctx: TaskContext, indices: list[int] | None) -> dict[str, Any]:
+    """lm-eval on one config with our backend; the process-wide TaskManager is reused (lm-eval
+    would otherwise index all of its task YAMLs again, ~10 s, for every objective task)."""
+    import logging
+
+    from lm_eval.evaluator import simple_evaluate
+
+    from harness.backends.adapters import ShaktiLM
+
+    for noisy in ("lm_eval", "lm-eval", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    res = simple_evaluate(
+        model=ShaktiLM(ctx.backend), tasks=[cfg], num_fewshot=task.num_fewshot, task_manager=academic.task_manager(),
+        samples={task.name: indices} if indices is not None else None, log_samples=True,
+        apply_chat_template=task.apply_chat_template, bootstrap_iters=0, random_seed=ctx.seed,
+        numpy_random_seed=ctx.seed, torch_random_seed=ctx.seed, fewshot_random_seed=ctx.seed, verbosity="WARNING",
+    )
+    assert res is not None
+    return res
+
+
+def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
+    assert task.dataset is not None
+    source = resolve(task.dataset, ctx.data_dir)
+    rows = rai_lmeval.validated_rows(source, CHOICE_FIELDS[task.params["format"]])
+    indices = ctx.choose(len(rows))
+    cfg, _ = academic.point_at_data(lm_eval_config(task), task, ctx.data_dir)
+    res = _evaluate(cfg, task, ctx, indices)
+    logged = res["samples"][task.name]
+    samples = [academic._sample_record(s, list(METRICS)) for s in logged]
+    wanted = task.metrics or METRICS
+    n_choices = len(CHOICE[task.params["format"]]["doc_to_choice"])
+    estimates = {m: proportion([float(s[m]) for s in logged], chance=1 / n_choices) for m in wanted}
+    metrics, intervals = rai_lmeval.collect(estimates)
+    details = {
+        **rai_lmeval.base_details(task, source, len(rows), indices, res),
+        "n": len(samples),
+        "domain": task.params["domain"],
+        "format": task.params["format"],
+        "chance": 1 / n_choices,
+        "intervals": intervals,
+        "estimates": rai_lmeval.as_json(estimates),
+        "headline": wanted[0],
+        "higher_is_better": {m: True for m in wanted},
+    }
+    rai_lmeval.agreement(estimates, res, task.name)
+    return TaskOutcome(metrics=metrics, details=details, samples=samples)

@@ -1,0 +1,100 @@
+"""suites/academic.yaml and the lm_eval kind: tasks resolve in lm-eval and the mirror, MMLU runs as
+lm-eval's group, subsets are stratified and fixed, and a task without data is skipped with its reason."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from harness.data import resolve
+from harness.spec import DatasetRef, load_suite
+from harness.suites import academic
+from harness.suites.base import TaskContext
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "suites" / "academic.yaml"
+EXPECTED = {"mmlu", "hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "boolq", "social_iqa"}
+
+
+def test_suite_covers_the_academic_tasks_zero_shot_with_two_profiles() -> None:
+    suite = load_suite(SUITE)
+    assert {t.name for t in suite.tasks} == EXPECTED
+    assert all(t.kind == "lm_eval" and t.num_fewshot == 0 and not t.apply_chat_template for t in suite.tasks)
+    assert suite.profiles["quick"].subset == "seeded" and suite.profiles["quick"].limit
+    assert suite.profiles["full"].limit is None
+    for t in suite.tasks:
+        for ref in t.reference:
+            assert ref.source and ref.model
+            assert all(0 < v < 1 and m in t.metrics for m, v in ref.values.items()), (t.name, ref)
+
+
+def test_every_task_is_an_lm_eval_task_and_mmlu_is_its_57_subject_group() -> None:
+    suite = load_suite(SUITE)
+    for t in suite.tasks:
+        academic.check(t, SUITE)
+    tree = academic.group_tree("mmlu")
+    assert academic.is_group("mmlu") and not academic.is_group("arc_easy")
+    assert [c.name for c in tree.children] == ["mmlu_stem", "mmlu_other", "mmlu_social_sciences", "mmlu_humanities"]
+    leaves = tree.leaves()
+    assert len(leaves) == 57 == len(set(leaves)) and "mmlu_abstract_algebra" in leaves
+    assert tree.aggregate[0]["metric"] == "acc" and tree.aggregate[0]["weight_by_size"]
+
+
+def test_every_task_resolves_in_the_mirror(data_dir: Path) -> None:
+    for t in load_suite(SUITE).tasks:
+        if t.name == "mmlu":
+            for leaf in academic.group_tree("mmlu").leaves():
+                cfg = academic.lm_eval_yaml(leaf)
+                ref = DatasetRef(path=t.dataset.path, config=cfg["dataset_name"], split="test")
+                assert resolve(ref, data_dir).origin == "mirror", leaf
+        else:
+            assert resolve(t.dataset, data_dir).origin == "mirror", t.name
+
+
+def _ctx(limit: int | None, subset: str = "seeded", seed: int = 1234) -> TaskContext:
+    return TaskContext(backend=None, data_dir=None, limit=limit, subset=subset, seed=seed,  # type: ignore[arg-type]
+                       run_dir=Path("."))
+
+
+def test_group_subset_is_stratified_fixed_and_has_two_items_per_subject() -> None:
+    rng = random.Random(0)
+    rows = {f"mmlu_s{i}": rng.randrange(5, 600) for i in range(57)}
+    a = academic._group_samples(_ctx(200), rows)
+    assert a == academic._group_samples(_ctx(200), rows)  # fixed for a seed
+    assert a != academic._group_samples(_ctx(200, seed=7), rows)
+    assert set(a) == set(rows) and all(2 <= len(v) <= rows[k] for k, v in a.items())
+    assert all(idx == sorted(set(idx)) and max(idx) < rows[k] for k, idx in a.items())
+    big, small = max(rows, key=rows.get), min(rows, key=rows.get)
+    assert len(a[big]) > len(a[small])  # proportional to subject size
+    assert academic._group_samples(_ctx(None), rows) is None
+    assert academic._group_samples(_ctx(10**6), rows) is None
+    assert academic._group_samples(_ctx(200, subset="first"), rows)[big] == list(range(len(a[big])))
+
+
+def test_task_with_missing_data_is_skipped_with_reason_and_the_rest_run(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    suite = tmp_path / "missing.yaml"
+    suite.write_text(
+        "name: missing\ngroup: academic\ntasks:\n"
+        "  - {name: not_mirrored, kind: lm_eval, lm_eval_task: arc_easy,\n"
+        "     dataset: {path: nobody/not_in_mirror, config: ARC-Easy, split: test}}\n"
+        "  - {name: arc_easy, kind: lm_eval, lm_eval_task: arc_easy,\n"
+        "     dataset: {path: allenai/ai2_arc, config: ARC-Easy, split: test}, metrics: [acc]}\n",
+        encoding="utf-8")
+    rc = main(["--suite", str(suite), "--limit", "2", "--data-dir", str(data_dir), "--no-progress",
+               "--output", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")])
+    assert rc == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-2])
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    why = results["skipped"]["not_mirrored"]
+    assert "nobody/not_in_mirror" in why and "not found" in why and "\n" not in why
+    assert results["results"]["arc_easy"]["acc,none"] in (0.0, 0.5, 1.0)
+    assert results["tasks"]["arc_easy"]["n"] == 2
+    html = (tmp_path / "reports" / run_dir.name / "index.html").read_text(encoding="utf-8")
+    assert "not_mirrored" in html and "nobody/not_in_mirror" in html
