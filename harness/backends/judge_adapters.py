@@ -4,7 +4,7 @@ Kept apart from :mod:`harness.backends.adapters` (the lm-eval ``LM``) so that ju
 DeepEval and Ragas without lm-eval, and lm-eval users never import DeepEval or Ragas.
 
 * :class:`DeepEvalJudge` is a ``DeepEvalBaseLLM``: DeepEval calls ``generate(prompt,
-  schema=Model)``; we answer with an instance of ``Model`` (schema-constrained decoding, lenient
+  schema=Model)`` (``a_generate`` when items are scored concurrently, batched); we answer with an instance of ``Model`` (schema-constrained decoding, lenient
   parsing).  JSON that parses but does not fit is handed back as JSON text, which DeepEval's own
   loose path normalizes (it drops out-of-vocabulary verdicts, for instance).
 * :class:`RagasJudge` is a Ragas ``InstructorBaseRagasLLM``, the only LLM type the
@@ -47,8 +47,11 @@ class DeepEvalJudge(DeepEvalBaseLLM):
         obj, data = self.judge.structured(prompt, schema)
         return obj if obj is not None else json.dumps(data)
 
-    async def a_generate(self, prompt: str, schema: Any = None, **kw: Any) -> Any:
-        return self.generate(prompt, schema=schema, **kw)
+    async def a_generate(self, prompt: str, schema: Any = None, **_: Any) -> Any:
+        if schema is None:
+            return self.judge.complete(prompt)
+        obj, data = await self.judge.astructured(prompt, schema)
+        return obj if obj is not None else json.dumps(data)
 
     def get_model_name(self, *args: Any, **kwargs: Any) -> str:
         return f"{self.judge.name} (shakti-eval registry)"
@@ -64,7 +67,7 @@ class RagasJudge(InstructorBaseRagasLLM):
         return self.judge.strict(prompt, response_model)
 
     async def agenerate(self, prompt: str, response_model: Any) -> Any:
-        return self.generate(prompt, response_model)
+        return await self.judge.astrict(prompt, response_model)
 
     def __repr__(self) -> str:
         return f"RagasJudge({self.judge.name})"

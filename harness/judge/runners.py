@@ -15,16 +15,17 @@ Names (the suite's ``metrics:`` list uses them):
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from harness.judge.schema import Shape
-from harness.judge.structured import StructuredJudge
+from harness.judge.structured import TRANSCRIPT, JudgeCall, StructuredJudge
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,15 @@ def prompt_version(metric: str) -> str:
 
 
 # ----------------------------------------------------------------------------- builders
-Runner = Callable[[Item], float]
+Runner = Callable[[Item], Awaitable[float]]
 
 
-def _deepeval(metric_obj: Any, case_kw: Callable[[Item], dict[str, Any]]) -> Runner:
+def _deepeval(factory: Callable[[], Any], case_kw: Callable[[Item], dict[str, Any]]) -> Runner:
     from deepeval.test_case import LLMTestCase
 
-    def run(item: Item) -> float:
-        m = metric_obj()
-        m.measure(LLMTestCase(**case_kw(item)), _show_indicator=False)
+    async def run(item: Item) -> float:
+        m = factory()  # a fresh metric per item: DeepEval keeps per-case state on the object
+        await m.a_measure(LLMTestCase(**case_kw(item)), _show_indicator=False)
         if m.score is None:
             raise RuntimeError(getattr(m, "error", None) or "DeepEval returned no score")
         return float(m.score)
@@ -101,7 +102,7 @@ def _deepeval(metric_obj: Any, case_kw: Callable[[Item], dict[str, Any]]) -> Run
 
 
 def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> tuple[Runner, StructuredJudge]:
-    """A scoring function for metric ``name`` and the (possibly re-shaped) judge it calls."""
+    """An async scoring function for metric ``name`` and the (possibly re-shaped) judge it calls."""
     from harness.backends.judge_adapters import DeepEvalJudge, RagasJudge, minilm_embeddings
 
     reasons = bool(params.get("judge_reasons", False))
@@ -109,7 +110,7 @@ def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> t
         from deepeval.metrics import AnswerRelevancyMetric
 
         llm = DeepEvalJudge(judge)
-        return _deepeval(lambda: AnswerRelevancyMetric(model=llm, async_mode=False, include_reason=reasons),
+        return _deepeval(lambda: AnswerRelevancyMetric(model=llm, include_reason=reasons),
                          lambda it: {"input": it.input, "actual_output": it.output}), judge
     if name == "deepeval_summarization":
         from deepeval.metrics import SummarizationMetric
@@ -118,14 +119,14 @@ def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> t
         # one yes/no answer per question, exactly: DeepEval indexes questions by answer position
         shaped = judge.with_shape(Shape(fixed={"Answers": ("answers", len(questions), ("yes", "no"))}))
         llm = DeepEvalJudge(shaped)
-        return _deepeval(lambda: SummarizationMetric(model=llm, async_mode=False, include_reason=reasons,
+        return _deepeval(lambda: SummarizationMetric(model=llm, include_reason=reasons,
                                                      assessment_questions=questions, n=len(questions)),
                          lambda it: {"input": it.input, "actual_output": it.output}), shaped
     if name == "deepeval_faithfulness":
         from deepeval.metrics import FaithfulnessMetric
 
         llm = DeepEvalJudge(judge)
-        return _deepeval(lambda: FaithfulnessMetric(model=llm, async_mode=False, include_reason=reasons),
+        return _deepeval(lambda: FaithfulnessMetric(model=llm, include_reason=reasons),
                          lambda it: {"input": it.input, "actual_output": it.output,
                                      "retrieval_context": [it.reference or ""]}), judge
     if name == "ragas_answer_relevancy":
@@ -133,17 +134,25 @@ def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> t
 
         ar = AnswerRelevancy(llm=RagasJudge(judge), embeddings=minilm_embeddings(),
                              strictness=int(params.get("strictness", 1)))
-        return (lambda it: float(ar.score(user_input=it.input, response=it.output).value)), judge
+
+        async def relevancy(it: Item) -> float:
+            return float((await ar.ascore(user_input=it.input, response=it.output)).value)
+
+        return relevancy, judge
     if name == "ragas_factual_correctness":
         from ragas.metrics.collections import FactualCorrectness
 
         fc = FactualCorrectness(llm=RagasJudge(judge), mode=params.get("factual_mode", "f1"))
-        return (lambda it: float(fc.score(response=it.output, reference=it.reference or "").value)), judge
+
+        async def factual(it: Item) -> float:
+            return float((await fc.ascore(response=it.output, reference=it.reference or "")).value)
+
+        return factual, judge
     raise KeyError(name)
 
 
 @contextlib.contextmanager
-def _workdir(path: Path | None):
+def _workdir(path: Path | None) -> Iterator[None]:
     """DeepEval writes ``.deepeval/`` into the working directory: keep it in the run folder."""
     if path is None:
         yield
@@ -159,21 +168,25 @@ def _workdir(path: Path | None):
 
 def score_items(name: str, judge: StructuredJudge, items: list[Item], params: dict[str, Any],
                 workdir: Path | None = None, runner: Runner | None = None) -> list[Scored]:
-    """Score every item; a failure on one item is recorded there and the rest still score."""
+    """Score every item, all concurrently so that judge calls are batched (see
+    :meth:`StructuredJudge.drive`); a failure on one item is recorded there and the rest still
+    score."""
     if runner is None:
         runner, judge = build_runner(name, judge, params)
-    out: list[Scored] = []
-    shown = False
+    shown: list[bool] = []
+
+    async def one(item: Item) -> Scored:
+        calls: list[JudgeCall] = []
+        TRANSCRIPT.set(calls)
+        try:
+            value = await runner(item)
+            return Scored(value, None, [c.as_json() for c in calls])
+        except Exception as exc:  # noqa: BLE001 - recorded per item, counted in the report
+            if not shown:
+                shown.append(True)
+                print(f"[{name}] first failure (later ones are only counted): "
+                      + "".join(traceback.format_exception_only(type(exc), exc)).strip(), file=sys.stderr)
+            return Scored(None, f"{type(exc).__name__}: {exc}"[:300], [c.as_json() for c in calls])
+
     with _workdir(workdir):
-        for item in items:
-            judge.take_transcript()
-            try:
-                value = runner(item)
-                out.append(Scored(value, None, judge.take_transcript()))
-            except Exception as exc:  # noqa: BLE001 - recorded per item, counted in the report
-                if not shown:
-                    print(f"[{name}] first failure (later ones are only counted):\n"
-                          + "".join(traceback.format_exception_only(type(exc), exc)).strip(), file=sys.stderr)
-                    shown = True
-                out.append(Scored(None, f"{type(exc).__name__}: {exc}"[:300], judge.take_transcript()))
-    return out
+        return asyncio.run(judge.drive([one(it) for it in items]))

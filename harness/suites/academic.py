@@ -113,7 +113,8 @@ def check(task: TaskSpec, path: Path) -> None:
     if is_group(task.lm_eval_task):
         leaves = group_tree(task.lm_eval_task).leaves()
         if not leaves:
-            raise ConfigError(f"{path}: tasks[{task.name}].lm_eval_task: lm-eval group '{task.lm_eval_task}' has no tasks")
+            raise ConfigError(f"{path}: tasks[{task.name}].lm_eval_task: "
+                              f"lm-eval group '{task.lm_eval_task}' has no tasks")
     unknown = set(task.params) - {"bootstrap_iters"}
     if unknown:
         raise ConfigError(f"{path}: tasks[{task.name}].params: unknown keys {sorted(unknown)} (allowed: bootstrap_iters)")
@@ -189,7 +190,8 @@ class _FewshotNotice(logging.Filter):
 _QUIET_FEWSHOT = _FewshotNotice()
 
 
-def _evaluate(task: TaskSpec, ctx: TaskContext, tasks: list[Any], samples: dict[str, list[int]] | None) -> dict[str, Any]:
+def _evaluate(task: TaskSpec, ctx: TaskContext, tasks: list[Any],
+              samples: dict[str, list[int]] | None) -> dict[str, Any]:
     """lm-eval's ``simple_evaluate`` with our backend as its LM and the run's seeds."""
     from lm_eval.evaluator import simple_evaluate
 
@@ -281,7 +283,7 @@ def _group_samples(ctx: TaskContext, rows: dict[str, int]) -> dict[str, list[int
     return out
 
 
-def _build_group(node: GroupNode, tasks: dict[str, Any]) -> Any:
+def build_group(node: GroupNode, tasks: dict[str, Any]) -> Any:
     """The tree as lm-eval ``Group`` objects, so lm-eval does the aggregation itself."""
     from lm_eval.api.group import Group
     from lm_eval.config.group import GroupConfig
@@ -290,11 +292,12 @@ def _build_group(node: GroupNode, tasks: dict[str, Any]) -> Any:
                                           aggregate_metric_list=copy.deepcopy(node.aggregate),
                                           metadata=dict(node.metadata)))
     for child in node.children:
-        group.add(_build_group(child, tasks) if isinstance(child, GroupNode) else tasks[child])
+        group.add(build_group(child, tasks) if isinstance(child, GroupNode) else tasks[child])
     return group
 
 
-def _group_data(task: TaskSpec, sources: dict[str, DatasetSource], data_dir: Path | None) -> tuple[dict[str, Any], str]:
+def _group_data(sources: dict[str, DatasetSource]) -> tuple[dict[str, Any], str]:
+    """One provenance record for a group's many files: their combined digest, row count and paths."""
     import hashlib
 
     first = next(iter(sources.values()))
@@ -305,31 +308,42 @@ def _group_data(task: TaskSpec, sources: dict[str, DatasetSource], data_dir: Pat
             "file": str(first.file.parent.parent) if first.file else None,
             "sha256": digest, "rows": sum(s.rows or 0 for s in sources.values()),
             "files": {k: str(s.file) if s.file else None for k, s in sources.items()}}
-    where = f"local mirror {first.file.parent.parent}/<subset>/{first.ref.split}.jsonl" if first.file else "Hugging Face Hub"
+    where = (f"local mirror {first.file.parent.parent}/<subset>/{first.ref.split}.jsonl" if first.file
+             else "Hugging Face Hub")
     return data, f"{first.ref.path} ({len(sources)} subsets):{first.ref.split} from {where}"
 
 
-def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome:
+def group_tasks(task: TaskSpec, tree: GroupNode,
+                data_dir: Path | None) -> tuple[dict[str, Any], dict[str, DatasetSource]]:
+    """Every leaf of the group as an lm-eval task reading its own mirror folder, with its source."""
     from lm_eval.api.task import ConfigurableTask
 
-    leaves = tree.leaves()
     tasks: dict[str, Any] = {}
     sources: dict[str, DatasetSource] = {}
-    for leaf in leaves:
+    for leaf in tree.leaves():
         cfg = lm_eval_yaml(leaf)
         ref = DatasetRef(path=task.dataset.path if task.dataset else cfg["dataset_path"],
                          config=cfg.get("dataset_name"),
                          split=task.dataset.split if task.dataset else eval_split(cfg))
-        cfg, sources[leaf] = point_at_data(cfg, task, ctx.data_dir, ref)
-        if sources[leaf].rows is None:
-            raise DataUnavailable(f"{task.name}: lm-eval group '{tree.name}' needs the local mirror "
-                                  f"(subset {leaf} resolved to the hub)", "pass --data-dir")
+        cfg, sources[leaf] = point_at_data(cfg, task, data_dir, ref)
+        if sources[leaf].rows is None:  # hub: count through datasets (the offsets need sizes)
+            from dataclasses import replace
+
+            from harness.data import iter_rows
+
+            sources[leaf] = replace(sources[leaf], rows=sum(1 for _ in iter_rows(sources[leaf])))
         cfg.pop("tag", None)
         cfg["task"] = leaf
         tasks[leaf] = ConfigurableTask(config=cfg)
+    return tasks, sources
+
+
+def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome:
+    leaves = tree.leaves()
+    tasks, sources = group_tasks(task, tree, ctx.data_dir)
     rows = {leaf: int(sources[leaf].rows or 0) for leaf in leaves}
     chosen = _group_samples(ctx, rows)
-    res = _evaluate(task, ctx, [_build_group(tree, tasks)], chosen)
+    res = _evaluate(task, ctx, [build_group(tree, tasks)], chosen)
     results = res["results"]
     metrics = _numeric_metrics(results[tree.name], set(task.metrics))
     offsets, pos = {}, 0
@@ -357,7 +371,7 @@ def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome
                 walk(c)
 
     walk(tree)
-    data, note = _group_data(task, sources, ctx.data_dir)
+    data, note = _group_data(sources)
     details = {
         "n": len(samples),
         "n_total": sum(rows.values()),

@@ -57,4 +57,5 @@ def test_score_within_one_stderr_of_lm_eval_hf(task_name: str, data_dir: Path, t
     for metric in spec.metrics:
         ours_v, theirs = mine.metrics[f"{metric},none"], ref[f"{metric},none"]
         stderr = mine.metrics[f"{metric}_stderr,none"]
-        assert abs(ours_v - theirs) <= stderr, f"{task_name} {metric}: ours {ours_v:.3f} vs lm-eval hf {theirs:.3f} (stderr {stderr:.3f})"
+        assert abs(ours_v - theirs) <= stderr, (
+            f"{task_name} {metric}: ours {ours_v:.3f} vs lm-eval hf {theirs:.3f} (stderr {stderr:.3f})")

@@ -144,6 +144,7 @@ def throughput_chart(rows: list[dict[str, Any]]) -> str | None:
 def tradeoff_chart(rows: list[dict[str, Any]]) -> str | None:
     """Accuracy (academic quick profile) against size and against tg tokens/s, per quant level."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     pts = [r for r in rows if r["acc"] is not None]
     if not pts:
@@ -151,15 +152,21 @@ def tradeoff_chart(rows: list[dict[str, Any]]) -> str | None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, xkey, xlabel in ((axes[0], "size", "size (MB; GGUF file, or weights in memory for transformers)"),
                              (axes[1], "tg", "tg tokens/s")):
-        for r in pts:
+        placed = sorted(pts, key=lambda r: (r["file_bytes"] if xkey == "size" else r["tg"]) or 0)
+        for i, r in enumerate(placed):
             x = (r["file_bytes"] if r["backend"] == "llama_cpp" else r["weight_bytes"]) / 1e6 if xkey == "size" else r["tg"]
             if x is None:
                 continue
             color = "#4C72B0" if r["backend"] == "llama_cpp" else "#DD8452"
-            ax.errorbar([x], [100 * r["acc"]], yerr=[196 * (r["acc_stderr"] or 0)], fmt="o", color=color, capsize=3)
+            ax.errorbar([x], [100 * r["acc"]], yerr=[196 * (r["acc_stderr"] or 0)], fmt="o", color=color, capsize=3,
+                        alpha=0.8)
+            # neighbours sit close together: stagger the labels vertically so they stay readable
             ax.annotate(r["label"].replace("llama.cpp ", "").replace("transformers ", "hf "), (x, 100 * r["acc"]),
-                        xytext=(4, 4), textcoords="offset points", fontsize=7.5)
-        ax.set_xlabel(xlabel)
+                        xytext=(4, -14 + 10 * (i % 4)), textcoords="offset points", fontsize=7.5, color=color)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+        ax.set_xlabel(xlabel + " (log scale)")
         ax.grid(alpha=0.3)
     n = pts[0]["acc_n"]
     axes[0].set_ylabel(f"{ACC_TASK} accuracy (%, ±95% CI, n={n})")
