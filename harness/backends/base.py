@@ -9,9 +9,12 @@ through this protocol only (see :mod:`harness.backends.adapters`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
+
+from harness.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,18 @@ def split_context_whitespace(context: str, continuation: str) -> tuple[str, str]
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
     return context, continuation
+
+
+def default_threads() -> int | None:
+    """``$SHAKTI_EVAL_THREADS`` when set (jobs sharing a machine), else None (the backend's default).
+
+    llama.cpp spins its threads: two runs that each take every core slow each other far more
+    than 2x, so a shared machine wants a smaller count without editing models.yaml.
+    """
+    raw = os.environ.get("SHAKTI_EVAL_THREADS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"SHAKTI_EVAL_THREADS={raw!r}: not a positive integer",
+                          "set it to a thread count such as 1 or 2, or unset it")
+        return int(raw)
+    return None

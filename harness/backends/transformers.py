@@ -24,6 +24,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelInfo,
+    default_threads,
     file_digest,
     path_bytes,
     split_context_whitespace,
@@ -76,6 +77,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
+        n_threads = n_threads or default_threads()
         if n_threads:
             torch.set_num_threads(n_threads)
         if device == "auto":

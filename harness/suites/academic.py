@@ -20,6 +20,7 @@ import copy
 import functools
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +165,16 @@ def _sample_record(s: dict[str, Any], metric_names: list[str]) -> dict[str, Any]
     resps = s.get("filtered_resps") or []
     rec: dict[str, Any] = {"doc_id": s.get("doc_id"), "target": s.get("target")}
     if args and isinstance(args[0], (list, tuple)) and len(args[0]) == 2 and isinstance(args[0][1], str):
-        rec["prompt"] = args[0][0]
-        rec["choices"] = [a[1] for a in args]
+        contexts, conts = [a[0] for a in args], [a[1] for a in args]
+        if len(args) > 1 and len(set(conts)) == 1 and len(set(contexts)) > 1:
+            # WinoGrande-style partial scoring: the options live in the contexts and every
+            # request scores the same continuation, so show the options, not N copies of it
+            stem = os.path.commonprefix(contexts)
+            rec["prompt"] = f"{stem}___{conts[0]}"
+            rec["choices"] = [c[len(stem):] for c in contexts]
+        else:
+            rec["prompt"] = contexts[0]
+            rec["choices"] = conts
     elif args:
         rec["prompt"] = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
     if resps and isinstance(resps[0], (list, tuple)):

@@ -98,3 +98,21 @@ def test_task_with_missing_data_is_skipped_with_reason_and_the_rest_run(
     assert results["tasks"]["arc_easy"]["n"] == 2
     html = (tmp_path / "reports" / run_dir.name / "index.html").read_text(encoding="utf-8")
     assert "not_mirrored" in html and "nobody/not_in_mirror" in html
+
+
+def test_sample_record_shows_winogrande_options_not_the_shared_continuation() -> None:
+    """WinoGrande scores one continuation after two contexts: the options are in the contexts."""
+    sample = {
+        "doc_id": 3, "target": 1,
+        "arguments": [("The trophy didn't fit because the trophy", " was too big."),
+                      ("The trophy didn't fit because the suitcase", " was too big.")],
+        "filtered_resps": [(-9.5, False), (-7.25, True)], "acc": 1.0,
+    }
+    rec = academic._sample_record(sample, ["acc"])
+    assert rec["choices"] == ["trophy", "suitcase"]
+    assert rec["prompt"] == "The trophy didn't fit because the ___ was too big."
+    assert rec["pred"] == 1 and rec["acc"] == 1.0
+    arc = {"doc_id": 0, "target": 0, "arguments": [("Q: x\nA:", " yes"), ("Q: x\nA:", " no")],
+           "filtered_resps": [(-1.0, True), (-2.0, False)]}
+    rec = academic._sample_record(arc, [])
+    assert rec["prompt"] == "Q: x\nA:" and rec["choices"] == [" yes", " no"] and rec["pred"] == 0

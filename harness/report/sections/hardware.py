@@ -24,7 +24,8 @@ def machine_label(rec: dict[str, Any]) -> str:
     if rec.get("device") == "cuda":
         return (hw.get("cuda") or {}).get("device") or (hw.get("gpu") or {}).get("name") or "GPU"
     cpu = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", hw.get("cpu") or "CPU")
-    return f"{' '.join(cpu.split())} CPU, {rec.get('threads') or '?'} threads"
+    threads = rec.get("threads")
+    return f"{' '.join(cpu.split())} CPU, {threads or '?'} thread{'' if threads == 1 else 's'}"
 
 
 def _timing(rec: dict[str, Any], key: str) -> tuple[float | None, float | None]:
@@ -64,8 +65,9 @@ def row(task: str, rec: dict[str, Any], origin: str) -> dict[str, Any]:
         "load_avg": ((rec.get("load_avg") or {}).get("before") or [None])[0],
         "generation": (rec.get("generation") or {}).get("text"), "notes": rec.get("notes") or [],
         "bandwidth": rec.get("bandwidth") or {},
+        # what a GGUF rung holds; transformers dequantizes the file, so its mix would mislead
         "tensor_mix": ", ".join(f"{k} {v / 1e6:.0f}" for k, v in (rec.get("gguf_tensor_bytes") or {}).items()
-                                if v >= 1e6),
+                                if v >= 1e6) if rec.get("backend") == "llama_cpp" else "",
     }
 
 
