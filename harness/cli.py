@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task-threshold", action="append", default=[], metavar="TASK[:METRIC]=DROP",
                    help="per-task override of --regression-threshold (repeatable)")
     g.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
+    g.add_argument("--correction", choices=("holm", "none"), default="holm",
+                   help="multiple-testing correction over the gated task/metric rows (default holm)")
     return p
 
 
@@ -116,7 +118,7 @@ def _thresholds(args: argparse.Namespace) -> Thresholds:
     if args.regression_threshold < 0:
         raise ConfigError(f"--regression-threshold {args.regression_threshold}: must be >= 0 (a tolerated drop)")
     return Thresholds(alpha=args.alpha, max_drop=args.regression_threshold,
-                      per_task=Thresholds.parse_overrides(args.task_threshold))
+                      per_task=Thresholds.parse_overrides(args.task_threshold), correction=args.correction)
 
 
 def _gates(baseline: Path, candidates: list[Path], args: argparse.Namespace, strict: bool = True) -> list[GateResult]:

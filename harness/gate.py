@@ -45,6 +45,10 @@ class Thresholds:
     """Largest tolerated drop, in the metric's own units (0.02 = 2 points of accuracy)."""
     per_task: dict[str, float] = field(default_factory=dict)
     """Overrides of ``max_drop`` by ``task`` or ``task:metric`` (the more specific wins)."""
+    correction: str = "holm"
+    """Multiple-testing correction over all gated rows: ``holm`` (Holm-Bonferroni, controls the
+    family-wise error rate, so a nightly run of 10 tasks x 2 metrics does not fail on noise about
+    every other night) or ``none``."""
 
     def drop_for(self, task: str, metric: str) -> float:
         return self.per_task.get(f"{task}:{metric}", self.per_task.get(task, self.max_drop))
@@ -82,6 +86,8 @@ class Row:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    p_adjusted: float | None = None
+    """``p_value`` after the run's multiple-testing correction; the verdict uses this one."""
     p_exact: float | None = None
     discordant: tuple[int, int] | None = None
     """McNemar: (baseline right & candidate wrong, baseline wrong & candidate right)."""
@@ -128,15 +134,16 @@ class GateResult:
 
     def to_markdown(self) -> str:
         head = (f"Regression gate: {self.candidate} vs baseline {self.baseline} "
-                f"(alpha {self.thresholds.alpha:g}, max drop {self.thresholds.max_drop:g})\n\n"
-                "| task | metric | n | baseline | candidate | delta [95% CI] | test | p | verdict |\n"
+                f"(alpha {self.thresholds.alpha:g}, max drop {self.thresholds.max_drop:g}, "
+                f"correction {self.thresholds.correction})\n\n"
+                "| task | metric | n | baseline | candidate | delta [95% CI] | test | p (raw) | verdict |\n"
                 "|---|---|---:|---:|---:|---|---|---:|---|\n")
         lines = []
         for r in self.rows:
             ci = f" [{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if r.ci_low is not None and r.ci_high is not None else ""
             lines.append(
                 f"| {r.task} | {r.metric} | {r.n_shared} | {_num(r.baseline)} | {_num(r.candidate)} | "
-                f"{_num(r.delta, signed=True)}{ci} | {r.test} | {_p(r.p_value)} | "
+                f"{_num(r.delta, signed=True)}{ci} | {r.test} | {_p(r.p_adjusted)} ({_p(r.p_value)}) | "
                 f"**{r.verdict}**{' (' + r.note + ')' if r.note else ''} |")
         tail = ""
         if self.missing:
@@ -279,19 +286,41 @@ def gate_task(task: str, base: RunStore, cand: RunStore, base_res: dict[str, Any
             row.test = "McNemar mid-p"
         else:
             row.p_value, row.test = p_boot, "paired bootstrap"
-        gain = row.delta if hib else -row.delta
-        significant = row.p_value < th.alpha
-        if significant and -gain > drop:
-            row.verdict = "worse"
-        elif significant and gain > 0:
-            row.verdict = "better"
-        elif significant and gain < 0:
-            row.note = f"significant drop within threshold {drop:g}"
         if len(pairs) < max(len(b_samples), len(c_samples)):
             row.note = (row.note + "; " if row.note else "") + \
                 f"{len(pairs)} shared of {len(b_samples)}/{len(c_samples)} samples"
         rows.append(row)
     return rows
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def decide(rows: list[Row], th: Thresholds) -> None:
+    """Set each tested row's verdict from its corrected p-value, direction and threshold."""
+    tested = [r for r in rows if r.p_value is not None]
+    if th.correction not in ("holm", "none"):
+        raise ConfigError(f"gate correction {th.correction!r}: expected 'holm' or 'none'")
+    raw = [float(r.p_value) for r in tested]  # type: ignore[arg-type]
+    for row, p_adj in zip(tested, holm(raw) if th.correction == "holm" else raw):
+        row.p_adjusted = p_adj
+        gain = row.delta if row.higher_is_better else -row.delta  # type: ignore[operator]
+        significant = p_adj < th.alpha
+        if significant and -gain > row.threshold:
+            row.verdict = "worse"
+        elif significant and gain > 0:
+            row.verdict = "better"
+        elif significant and gain < 0:
+            row.note = f"significant drop within threshold {row.threshold:g}" + (f"; {row.note}" if row.note else "")
 
 
 def gate(baseline_dir: Path, candidate_dir: Path, thresholds: Thresholds | None = None,
@@ -311,6 +340,7 @@ def gate(baseline_dir: Path, candidate_dir: Path, thresholds: Thresholds | None 
     rows: list[Row] = []
     for task in shared:
         rows.extend(gate_task(task, base, cand, base_res, cand_res, th, seed))
+    decide(rows, th)
     return GateResult(
         baseline=baseline_dir.name, candidate=candidate_dir.name,
         baseline_model=(base_res.get("metadata") or {}).get("model"),

@@ -11,7 +11,7 @@ from scipy.stats import binomtest
 
 from harness.cli import main
 from harness.errors import ConfigError
-from harness.gate import GateResult, Thresholds, gate, mcnemar_midp, paired_bootstrap
+from harness.gate import GateResult, Thresholds, gate, holm, mcnemar_midp, paired_bootstrap
 
 
 def _runs(tmp_path: Path, base_correct: list[bool], cand_correct: list[bool], **kw) -> tuple[Path, Path]:
@@ -91,8 +91,25 @@ def test_threshold_tolerates_a_significant_small_drop(tmp_path: Path) -> None:
 
 def test_alpha_decides_significance(tmp_path: Path) -> None:
     base, cand = _runs(tmp_path, [True] * 100, [i >= 5 for i in range(100)])  # b=5, c=0: mid-p ~ 0.03
-    assert gate(base, cand, Thresholds(alpha=0.05)).failed
-    assert not gate(base, cand, Thresholds(alpha=0.01)).failed
+    assert gate(base, cand, Thresholds(alpha=0.05, correction="none")).failed
+    assert not gate(base, cand, Thresholds(alpha=0.01, correction="none")).failed
+
+
+def test_holm_adjusts_over_every_gated_row(tmp_path: Path) -> None:
+    """acc and acc_norm both lose 5 items (mid-p 1/32 each): significant alone, not as a family of 2."""
+    base, cand = _runs(tmp_path, [True] * 100, [i >= 5 for i in range(100)])
+    res = gate(base, cand, Thresholds(alpha=0.05))
+    assert not res.failed
+    assert [r.p_value for r in res.rows] == pytest.approx([1 / 32, 1 / 32])
+    assert [r.p_adjusted for r in res.rows] == pytest.approx([1 / 16, 1 / 16])
+    assert "correction holm" in res.to_markdown()
+
+
+def test_holm_step_down_matches_hand_computed_values() -> None:
+    # sorted p 0.01, 0.02, 0.04, 0.30 -> 4*0.01, max(., 3*0.02), max(., 2*0.04), max(., 1*0.30)
+    assert holm([0.04, 0.01, 0.30, 0.02]) == pytest.approx([0.08, 0.04, 0.30, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, monotone
+    assert holm([]) == []
 
 
 def test_lower_is_better_metric_direction(tmp_path: Path) -> None:
