@@ -159,3 +159,24 @@ def test_section_puts_cpu_and_gpu_side_by_side() -> None:
     assert f32["file_ratio_to_f32"] == pytest.approx(1.0)
     assert q4["file_ratio_to_f32"] == pytest.approx(f32["file_bytes"] / q4["file_bytes"])
     assert ctx["tradeoff_chart"] is None  # the GPU run had no lm-eval, so no accuracy to plot
+
+
+def test_tradeoff_accuracy_is_the_mean_over_the_scored_academic_tasks() -> None:
+    from harness.report.sections import TaskView
+    from harness.report.sections.hardware import _accuracy, accuracy_label, build
+
+    results = json.loads((GPU_RUN / "results.json").read_text())
+    rec = json.loads(json.dumps(results["tasks"]["llama_cpp_q8_0"]["measurement"]))
+    rec.update(device="cpu", threads=2)
+    one = {"arc_easy": {"metrics": {"acc,none": 0.56, "acc_stderr,none": 0.05}, "n": 100}}
+    rec["accuracy"] = {"suite": "academic", "profile": "quick", "tasks": one}
+    assert _accuracy(rec) == (0.56, 0.05, 100, ["arc_easy"])
+    rec["accuracy"]["tasks"] = {**one, "piqa": {"metrics": {"acc,none": 0.64, "acc_stderr,none": 0.04}, "n": 100},
+                                "mmlu": {"metrics": {"acc,none": 0.24, "acc_stderr,none": 0.03}, "n": 114}}
+    mean, se, n, names = _accuracy(rec)
+    assert mean == pytest.approx((0.56 + 0.64 + 0.24) / 3)
+    assert se == pytest.approx((0.05 ** 2 + 0.04 ** 2 + 0.03 ** 2) ** 0.5 / 3)
+    assert (n, names) == (314, ["arc_easy", "piqa", "mmlu"])
+    ctx = build([TaskView("cpu_q8", {}, {"measurement": rec, "group": "hardware"})])
+    assert ctx["accuracy_label"] == accuracy_label(ctx["rows"]) == "mean accuracy over 3 academic tasks"
+    assert ctx["tradeoff_chart"].startswith("data:image/png;base64,")

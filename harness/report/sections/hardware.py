@@ -12,7 +12,6 @@ from typing import Any
 from harness.report.charts import _to_data_uri
 from harness.report.sections import TaskView
 
-ACC_TASK = "arc_easy"
 F32_NOTE = ("F32 = dequantized Q4_1, not the original weights: the ladder starts from the shipped "
             "Q4_1 GGUF, so higher rungs cannot recover precision Q4_1 already lost.")
 MACHINE_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"]
@@ -33,16 +32,34 @@ def _timing(rec: dict[str, Any], key: str) -> tuple[float | None, float | None]:
     return (t["tps_mean"], t["tps_sd"]) if t else (None, None)
 
 
-def _accuracy(rec: dict[str, Any]) -> tuple[float | None, float | None, int | None]:
-    t = ((rec.get("accuracy") or {}).get("tasks") or {}).get(ACC_TASK) or {}
-    m = t.get("metrics") or {}
-    return m.get("acc,none"), m.get("acc_stderr,none"), t.get("n")
+def _accuracy(rec: dict[str, Any]) -> tuple[float | None, float | None, int | None, list[str]]:
+    """Accuracy on the academic tasks scored with this model: one task's ``acc``, or with several
+    the unweighted mean over tasks (each task counts once, as in the paper's averages), its
+    standard error from the per-task ones (independent subsets), and the items scored in all."""
+    tasks = (rec.get("accuracy") or {}).get("tasks") or {}
+    accs = [(name, (t.get("metrics") or {}), t.get("n") or 0) for name, t in tasks.items()]
+    accs = [(name, m["acc,none"], m.get("acc_stderr,none") or 0.0, n) for name, m, n in accs
+            if isinstance(m.get("acc,none"), (int, float))]
+    if not accs:
+        return None, None, None, []
+    k = len(accs)
+    mean = sum(a for _, a, _, _ in accs) / k
+    se = (sum(s * s for _, _, s, _ in accs) ** 0.5) / k
+    return mean, se, sum(n for *_, n in accs), [name for name, *_ in accs]
+
+
+def accuracy_label(rows: list[dict[str, Any]]) -> str:
+    """What the accuracy column and the trade-off chart's axis show."""
+    names = next((r["acc_tasks"] for r in rows if r.get("acc_tasks")), [])
+    if len(names) == 1:
+        return f"{names[0]} accuracy"
+    return f"mean accuracy over {len(names)} academic tasks" if names else "accuracy"
 
 
 def row(task: str, rec: dict[str, Any], origin: str) -> dict[str, Any]:
     pp, pp_sd = _timing(rec, "pp")
     tg, tg_sd = _timing(rec, "tg")
-    acc, acc_se, acc_n = _accuracy(rec)
+    acc, acc_se, acc_n, acc_tasks = _accuracy(rec)
     mem = rec.get("memory") or {}
     peak, base = mem.get("peak_rss_bytes"), mem.get("rss_baseline_bytes")
     cuda = mem.get("cuda") or {}
@@ -61,7 +78,7 @@ def row(task: str, rec: dict[str, Any], origin: str) -> dict[str, Any]:
         "reps": ((rec.get("timings") or {}).get("tg") or {}).get("reps"),
         "roofline": (rec.get("roofline") or {}).get("fraction"),
         "ceiling": (rec.get("roofline") or {}).get("ceiling_tps"),
-        "acc": acc, "acc_stderr": acc_se, "acc_n": acc_n, "threads": rec.get("threads"),
+        "acc": acc, "acc_stderr": acc_se, "acc_n": acc_n, "acc_tasks": acc_tasks, "threads": rec.get("threads"),
         "load_avg": ((rec.get("load_avg") or {}).get("before") or [None])[0],
         "generation": (rec.get("generation") or {}).get("text"), "notes": rec.get("notes") or [],
         "bandwidth": rec.get("bandwidth") or {},
@@ -171,7 +188,7 @@ def tradeoff_chart(rows: list[dict[str, Any]]) -> str | None:
         ax.set_xlabel(xlabel + " (log scale)")
         ax.grid(alpha=0.3)
     n = pts[0]["acc_n"]
-    axes[0].set_ylabel(f"{ACC_TASK} accuracy (%, ±95% CI, n={n})")
+    axes[0].set_ylabel(f"{accuracy_label(pts)} (%, ±95% CI, n={n})")
     fig.suptitle("Quantization trade-off: accuracy vs size and vs speed (blue llama.cpp, orange transformers)")
     return _to_data_uri(fig)
 
@@ -200,5 +217,5 @@ def build(tasks: list[TaskView]) -> dict[str, Any]:
         "busy": bool(loads and cores and max(loads) > cores), "max_load": max(loads) if loads else None,
         "cores": cores,
         "size_chart": size_chart(local), "throughput_chart": throughput_chart(rows),
-        "tradeoff_chart": tradeoff_chart(local),
+        "tradeoff_chart": tradeoff_chart(local), "accuracy_label": accuracy_label(rows),
     }
