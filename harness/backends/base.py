@@ -137,3 +137,20 @@ def default_threads() -> int | None:
                           "set it to a thread count such as 1 or 2, or unset it")
         return int(raw)
     return None
+
+
+def auto_device(backend: str) -> str:
+    """What ``device: auto`` means for a backend here: ``cuda`` when its library can use a GPU
+    (torch sees one; the llama.cpp build can offload), else ``cpu``, also when it is not installed."""
+    try:
+        if backend == "transformers":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if backend == "llama_cpp":
+            import llama_cpp
+
+            return "cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+    except ImportError:
+        pass
+    return "cpu"

@@ -26,6 +26,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelInfo,
+    auto_device,
     default_threads,
     file_digest,
     path_bytes,
@@ -70,8 +71,8 @@ class LlamaCppBackend:
         self._lc = llama_cpp
         check_gguf(path)
         threads = n_threads or default_threads() or max(1, os.cpu_count() or 1)
-        if device == "auto":  # the GPU when this llama.cpp build can offload to one
-            device = "cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+        if device == "auto":
+            device = auto_device("llama_cpp")
         n_gpu_layers = -1 if device == "cuda" else 0
         try:
             self.llm = llama_cpp.Llama(

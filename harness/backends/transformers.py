@@ -24,6 +24,7 @@ from harness.backends.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelInfo,
+    auto_device,
     default_threads,
     file_digest,
     path_bytes,
@@ -81,7 +82,7 @@ class TransformersBackend:
         if n_threads:
             torch.set_num_threads(n_threads)
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = auto_device("transformers")
         sha = file_digest(path)
         folder = converted_folder(path, sha) if format == "gguf" else path
         torch_dtype = getattr(torch, dtype)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import provenance
+from harness.backends.base import auto_device
 from harness.errors import ConfigError, DataUnavailable, ShaktiError
 from harness.spec import TaskSpec, load_suite
 from harness.suites.base import TaskContext, TaskOutcome
@@ -149,22 +150,8 @@ def measured_bandwidth(device: str, threads: int | None, mib: int | None) -> dic
 def resolve_device(wanted: str, backend: str, declared: str) -> str:
     """``registry``: as models.yaml says; ``auto``: the GPU when this backend can use one here."""
     if wanted == "registry":
-        return declared if declared != "auto" else resolve_device("auto", backend, "cpu")
-    if wanted != "auto":
-        return wanted
-    if backend == "transformers":
-        try:
-            import torch
-        except ImportError:
-            return "cpu"
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if backend == "llama_cpp":
-        try:
-            import llama_cpp
-        except ImportError:
-            return "cpu"
-        return "cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu"
-    return "cpu"
+        wanted = declared
+    return auto_device(backend) if wanted == "auto" else wanted
 
 
 def _run_args(ctx: TaskContext) -> dict[str, Any]:

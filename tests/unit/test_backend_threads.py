@@ -24,3 +24,12 @@ def test_a_bad_count_is_a_one_line_error_naming_the_variable(monkeypatch: pytest
         default_threads()
     line = err.value.one_line()
     assert "SHAKTI_EVAL_THREADS" in line and raw in line and "\n" not in line
+
+
+def test_auto_device_is_cpu_without_a_gpu_and_for_unknown_backends() -> None:
+    import torch
+
+    from harness.backends.base import auto_device
+
+    assert auto_device("no-such-backend") == "cpu"
+    assert auto_device("transformers") == ("cuda" if torch.cuda.is_available() else "cpu")
