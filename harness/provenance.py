@@ -80,3 +80,12 @@ def hardware() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+def runtime() -> dict[str, Any]:
+    """How this process was set up: the llama.cpp build options (recorded by setup's check, plus
+    what the loaded library reports) and whether the hub was allowed (:mod:`harness.offline`)."""
+    from harness import offline
+    from harness.selfcheck import build_record
+
+    return {"llama_cpp_build": build_record(), "hub": offline.decision()}
