@@ -37,6 +37,9 @@ X86_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 AMX_OPTIONS = ("GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
 AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16")
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+SCOPE = ("-DLLAVA_BUILD=OFF",)
+"""Not CPU options: llama-cpp-python's multimodal library (a quarter of the build's compile units),
+which the harness never loads; llama_cpp imports it only for multimodal chat handlers."""
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
@@ -51,8 +54,8 @@ def cpu_flags(cpuinfo: str) -> set[str]:
 def cmake_args(flags: set[str], machine: str = "x86_64") -> list[str]:
     """CMake ``-D`` options for llama.cpp on a CPU with these flags."""
     if machine.lower() not in X86_MACHINES:
-        return ["-DGGML_NATIVE=ON"]
-    args = ["-DGGML_NATIVE=OFF"]
+        return ["-DGGML_NATIVE=ON", *SCOPE]
+    args = ["-DGGML_NATIVE=OFF", *SCOPE]
     for option, needed in X86_OPTIONS:
         args.append(f"-D{option}={'ON' if all(f in flags for f in needed) else 'OFF'}")
     args += [f"-D{option}=OFF" for option in AMX_OPTIONS]
