@@ -5,6 +5,9 @@ request itself.  Results are committed to SQLite in small chunks while the backe
 killed with SIGKILL loses at most the chunk in flight, and a resumed run (or a judge asked the
 same prompt again) is served from disk.  The wrapper also drives the progress bar, since it is the
 one place that sees every request.
+
+A cache file that is not SQLite, is truncated, or cannot be written (read-only, full disk) is one
+:class:`harness.store.RunFileError` line naming it; what was committed before stays.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import hashlib
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
@@ -26,25 +30,58 @@ from harness.backends.base import (
     LoglikelihoodResult,
     ModelInfo,
 )
+from harness.store import RunFileError
 
 R = TypeVar("R")
 CHUNK = 32
+
+
+@contextmanager
+def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
+    """Turn SQLite and OS failures on the cache file into one line naming it."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        text = str(exc)
+        if isinstance(exc, OSError) or "full" in text or "readonly" in text or "unable to open" in text:
+            hint = "free disk space or pass a writable --output; results already written are kept"
+        else:
+            hint = "delete the cache file to recompute its requests, or start a new run"
+        raise RunFileError(f"{path}: request cache: cannot {doing} ({text})", hint) from None
+    except ValueError as exc:  # a row whose value is not JSON
+        raise RunFileError(f"{path}: request cache: corrupt entry ({exc})",
+                           "delete the cache file to recompute its requests, or start a new run") from None
+
+
+def check_cache_file(path: Path) -> None:
+    """Open an existing cache file and verify it (``--resume``/``--report-only`` check it up front)."""
+    with _sqlite_errors(path, "read it"):
+        db = sqlite3.connect(str(path))
+        try:
+            ok = db.execute("PRAGMA quick_check").fetchone()
+            if not ok or ok[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {ok[0] if ok else 'no answer'}")
+            db.execute("SELECT COUNT(*) FROM cache").fetchone()
+        finally:
+            db.close()
 
 
 class RequestCache:
     """A tiny SQLite key/value store; one row per request."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.commit()
+        self.path = path
+        with _sqlite_errors(path, "open it"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT)")
+            self._db.commit()
         self._lock = threading.Lock()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path, "read it"):
             for i in range(0, len(keys), 500):
                 part = list(keys[i : i + 500])
                 marks = ",".join("?" * len(part))
@@ -53,7 +90,7 @@ class RequestCache:
         return found
 
     def put_many(self, items: dict[str, Any]) -> None:
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path, "write it"):
             self._db.executemany(
                 "INSERT OR REPLACE INTO cache (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in items.items()],
@@ -61,7 +98,7 @@ class RequestCache:
             self._db.commit()
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path, "read it"):
             return self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
 
     def close(self) -> None:

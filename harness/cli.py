@@ -14,21 +14,24 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from harness.cli_args import OneLineParser, check_args
 from harness.errors import ConfigError, ShaktiError
 
 if TYPE_CHECKING:
     from harness.gate import GateResult, Thresholds
+    from harness.store import RunStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "smollm2-135m-q4"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(  # errors are one line, not argparse's usage block
         prog="run_all.py",
         description="Evaluate a small language model: academic, responsible-AI, domain and hardware suites.",
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registry name, or a .gguf file / Hugging Face folder (default {DEFAULT_MODEL})")
     p.add_argument("--suite", default="quick", help="comma list of suite names or YAML paths (default quick)")
     p.add_argument("--profile", default=None, help="suite profile, e.g. quick or full (default: each suite's own)")
     p.add_argument("--limit", type=int, default=None, help="items per task (overrides profiles)")
@@ -36,13 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=str(PROJECT_ROOT / "results"), help="results root (default results/)")
     p.add_argument("--reports", default=str(PROJECT_ROOT / "reports"), help="reports root (default reports/)")
     p.add_argument("--weights", default=None, help="weights file or folder for --model, overriding the registry")
-    p.add_argument("--registry", default=str(PROJECT_ROOT / "models.yaml"), help="model registry YAML")
+    p.add_argument("--registry", default=str(PROJECT_ROOT / "models.yaml"),
+                   help="a model registry YAML layered over the shipped models.yaml (its entries win by name)")
+    p.add_argument("--name", default=None, metavar="NEW",
+                   help="run under this name (needed when --weights contradict the entry's pins)")
+    p.add_argument("--check-model", metavar="NAME", default=None,
+                   help="print a model's facts per backend, tokenizer and log-likelihood agreement, and exit")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--list-models", action="store_true", help="list registry models and exit")
     p.add_argument("--list-suites", action="store_true", help="list suites and exit")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted run")
     p.add_argument("--report-only", metavar="RUN_DIR", default=None, help="re-render a stored run's report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow-skipped", action="store_true",
+                   help="exit 0, not 3, when the run finished but some tasks were skipped (missing data, bad rows)")
     g = p.add_argument_group("comparison and regression gate")
     g.add_argument("--compare", nargs="+", metavar="RUN_DIR", default=None,
                    help="render one comparison report of stored runs (baseline: --baseline, else the first)")
@@ -69,7 +79,7 @@ def _list_models(registry_path: Path) -> int:
         e = reg.entry(name)
         try:
             path, source = find_weights(name, e.model_copy(update={"weights": e.weights.model_copy(update={"hub": None})}),
-                                        reg.path, None)
+                                        reg.sources.get(name, reg.path), None)
             status = f"available ({source})"
         except ShaktiError:
             status = "hub only" if e.weights.hub else (f"ladder rung of {e.weights.ladder.from_} (built on first use)" if e.weights.ladder else "missing")
@@ -162,14 +172,20 @@ def _compare(args: argparse.Namespace, reports_root: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.data import data_dir_from
     from harness.execute import execute
     from harness.plan import build_plan
     from harness.registry import Registry
-    from harness.store import RunStore
+    from harness.resume import (RESUMED_OPTIONS, check_conflicts, data_changes, explicit_options, plan_changes,
+                                refuse_changed, resumed_args)
+    from harness.store import RunFileError, RunStore, check_output_root, process_alive
 
+    check_args(args)  # value ranges argparse does not check (--limit 0 would mean all rows)
     if args.list_models:
         return _list_models(Path(args.registry))
+    if args.check_model:
+        from harness.model_check import check_model
+
+        return check_model(Registry(Path(args.registry)), args.check_model, args.weights, run_name=args.name)
     if args.list_suites:
         return _list_suites()
     reports_root = Path(args.reports)
@@ -183,40 +199,56 @@ def run(args: argparse.Namespace) -> int:
         require_run(Path(args.baseline), "--baseline")
         _thresholds(args)  # bad thresholds fail before any model is loaded
     if args.report_only:
-        run_dir = Path(args.report_only)
-        if not (run_dir / "run.json").exists():
-            raise ConfigError(f"{run_dir}: not a run directory (no run.json)")
+        run_dir = Path(args.report_only).expanduser().resolve()  # X/samples/.. is X, never a ".." report
+        if not (run_dir / "run.json").is_file():
+            raise ConfigError(f"{args.report_only}: not a run directory (no run.json)")
+        RunStore(run_dir).check_readable()
+        check_output_root(reports_root, "--reports")
         failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
         path = _report(run_dir, reports_root)
-        print(run_dir.resolve())
+        _print_summary(RunStore(run_dir))
+        print(run_dir)
         print(path.resolve())
         return 1 if args.fail_on_regression and failed else 0
 
     command = " ".join(shlex.quote(a) for a in ["run_all.py", *args.argv])
     if args.resume:
-        run_dir = Path(args.resume)
+        run_dir = Path(args.resume).expanduser().resolve()
         store = RunStore(run_dir)
-        if not store.exists():
-            raise ConfigError(f"{run_dir}: not a run directory (no run.json)", "pass the folder printed by the run")
-        saved = store.read_run()["args"]
-        for key, value in saved.items():
-            setattr(args, key, value)
+        if not store.run_json.is_file():
+            raise ConfigError(f"{args.resume}: not a run directory (no run.json)", "pass the folder printed by the run")
+        stored = store.check_readable()
+        saved = stored.get("args")
+        if not isinstance(saved, dict):
+            raise RunFileError(f"{store.run_json}: no 'args' object (not written by this harness?)",
+                               "start a new run instead of --resume")
+        if process_alive(stored):
+            raise ConfigError(f"--resume {run_dir}: the run is still running (pid {stored['process']['pid']})",
+                              "wait for it to finish or stop it first")
+        check_conflicts(run_dir, explicit_options(build_parser, args.argv), saved)
+        args = resumed_args(args, saved)  # a new namespace: the stored options, nothing patched
+        check_output_root(run_dir, "--resume")
+    else:
+        check_output_root(Path(args.output), "--output")
+    check_output_root(reports_root, "--reports")  # before any model loads
     registry = Registry(Path(args.registry))
-    resolved = registry.resolve(args.model, args.weights)
-    data_dir = data_dir_from(args.data_dir)
+    run_name = getattr(args, "name", None) or (saved.get("name") if args.resume else None)
+    resolved = registry.resolve_cli(args.model, args.weights, run_name=run_name)
+    data_dir = _data_dir(args.data_dir)
     plan = build_plan(
         registry=registry, model=resolved, suite_names=[s for s in args.suite.split(",") if s],
         profile=args.profile, limit=args.limit, seed=args.seed, data_dir=data_dir, command=command,
     )
-    saved_args = {k: getattr(args, k) for k in ("model", "suite", "profile", "limit", "data_dir",
-                                                 "weights", "registry", "seed")}
+    saved_args = {k: getattr(args, k) for k in RESUMED_OPTIONS}
+    saved_args["name"] = run_name  # --name: a resumed run keeps its name
+    saved_args.update(data_dir=plan.data_dir, registry=str(registry.path.resolve()),
+                      weights=str(Path(args.weights).expanduser().resolve()) if args.weights else None)
     if args.resume:
-        stored_hash = store.read_run().get("plan_hash")
-        if stored_hash != plan.content_hash():
-            raise ConfigError(
-                f"{run_dir}: the suites, registry or data changed since this run started",
-                "start a new run instead of --resume",
-            )
+        changes = data_changes(store.read_results())
+        if stored.get("plan_hash") != plan.content_hash():
+            changes = plan_changes(stored.get("plan") or {}, plan.as_json()) + changes
+            changes = changes or ["the suites, registry or data (stored plan hash differs)"]
+        refuse_changed(run_dir, changes)
     else:
         run_dir = Path(args.output) / plan.run_id()
         store = RunStore(run_dir)
@@ -228,9 +260,36 @@ def run(args: argparse.Namespace) -> int:
         failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
     finally:  # a baseline that cannot be compared (exit 2) still leaves this run's report
         path = _report(run_dir, reports_root)
+    n_done, n_skipped = _print_summary(store)
     print(run_dir.resolve())
     print(path.resolve())
-    return 1 if args.fail_on_regression and failed else 0
+    if args.fail_on_regression and failed:
+        return 1
+    if n_done == 0 or (n_skipped and not args.allow_skipped):
+        return 3  # finished, but not every task ran (a run where none ran never passes)
+    return 0
+
+
+def _print_summary(store: RunStore) -> tuple[int, int]:
+    """The closing stderr lines: tasks run, skipped (and why), not done; returns (done, skipped)."""
+    from harness.execute import run_summary
+
+    lines, n_done, n_skipped = run_summary(store)
+    for line in lines:
+        print(line, file=sys.stderr)
+    return n_done, n_skipped
+
+
+def _data_dir(cli_value: str | None) -> Path | None:
+    """``--data-dir`` (or $SHAKTI_EVAL_DATA) resolved; one that is not a folder is exit 2, before any
+    run folder exists (it must not fall back to the project's own items)."""
+    from harness.data import DATA_ENV, data_dir_from
+
+    data_dir = data_dir_from(cli_value)
+    if data_dir is not None and not data_dir.is_dir():
+        origin = f"--data-dir {cli_value}" if cli_value else f"${DATA_ENV}={os.environ.get(DATA_ENV)}"
+        raise ConfigError(f"{origin}: no such folder", "pass the folder of a local hub mirror, or leave it out")
+    return data_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,8 +299,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from harness import offline
+
+    offline.configure(  # before anything imports the hub libraries: offline runs make no connection
+        has_data_dir=bool(getattr(args, "data_dir", None) or os.environ.get("SHAKTI_EVAL_DATA")),
+        needs_hub=not any(getattr(args, k, None) for k in ("report_only", "compare", "list_models", "list_suites")),
+    )
+    from harness.execute import RunInterrupted
+
     try:
         return run(args)
     except ShaktiError as exc:
         print(exc.one_line(), file=sys.stderr)
         return exc.exit_code
+    except RunInterrupted as exc:  # SIGTERM/SIGINT: run.json says interrupted, finished tasks are kept
+        where = f" {exc.run_dir}" if exc.run_dir else ""
+        print(f"error: interrupted by {exc}; the run{where} keeps its finished tasks: continue it with "
+              f"--resume{where or ' RUN_DIR'}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before or after the run proper: nothing half-written to mark
+        print("error: interrupted by SIGINT", file=sys.stderr)
+        return 130

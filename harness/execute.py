@@ -3,14 +3,23 @@
 One failed task (missing data, a malformed row) is recorded as skipped with its reason and the
 rest still run, as HELM's runner does; results already on disk are never lost.  Model requests go
 through :class:`harness.cache.CachedBackend`, so ``--resume`` recomputes nothing.
+
+``run.json``'s ``status`` is truthful on every way out: ``running`` (with the pid and host of this
+process, see :func:`harness.store.effective_status`), then ``success``, ``partial`` (finished with
+skipped tasks), ``failed`` (an error, with its one-line summary; a bug still raises with its
+traceback) or ``interrupted`` (SIGTERM/SIGINT: :class:`RunInterrupted`, exit 128 + signal).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from types import FrameType
+from typing import Any, Callable, Iterator
 
 from harness import provenance
 from harness.backends import backend_class
@@ -19,7 +28,7 @@ from harness.cache import CachedBackend, RequestCache
 from harness.errors import DataRowError, DataUnavailable, ShaktiError
 from harness.plan import RunPlan
 from harness.registry import Registry, ResolvedModel
-from harness.store import RunStore
+from harness.store import RunStore, effective_status, planned_tasks, process_identity
 from harness.suites import kind_module
 from harness.suites.base import TaskContext
 
@@ -29,28 +38,78 @@ def load_backend(model: ResolvedModel, seed: int = 1234) -> Backend:
     e = model.entry
     cls = backend_class(e.backend)
     return cls(model.name, model.weights, format=e.format, dtype=e.dtype, device=e.device,
-               n_ctx=e.n_ctx, n_threads=e.n_threads, seed=seed)
+               n_ctx=e.n_ctx, n_threads=e.n_threads, seed=seed, add_bos_token=e.add_bos_token,
+               tokenizer=entry_tokenizer(model))
+
+
+def entry_tokenizer(model: ResolvedModel) -> Path | None:
+    """The entry's ``tokenizer:`` folder, relative to the registry file that declares it."""
+    raw = model.entry.tokenizer
+    if not raw:
+        return None
+    import os
+
+    path = Path(os.path.expandvars(os.path.expanduser(raw)))
+    return path if path.is_absolute() else model.registry_path.parent / path
+
+
+Loader = Callable[[ResolvedModel, int], Backend]
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class RunInterrupted(BaseException):
+    """SIGTERM or SIGINT arrived during a run (a BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` in a task swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.run_dir: Path | None = None
+
+
+@contextmanager
+def interrupt_handlers() -> Iterator[None]:
+    """While a run executes, SIGTERM and SIGINT raise :class:`RunInterrupted` (once: a second
+    signal during the cleanup that marks the run is ignored); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGTERM, signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for s in sigs:
+            signal.signal(s, signal.SIG_IGN)
+        raise RunInterrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 class ModelPool:
     """Loads registry models on demand (the model under test, judges, ladder rungs), once each."""
 
-    def __init__(self, registry: Registry, cache: RequestCache, seed: int, progress: bool = True) -> None:
+    def __init__(self, registry: Registry, cache: RequestCache, seed: int, progress: bool = True,
+                 load: Loader = load_backend) -> None:
         self.registry = registry
         self.progress = progress
         self.cache = cache
         self.seed = seed
+        self.load = load
         self._loaded: dict[str, CachedBackend] = {}
 
     def get(self, name: str, resolved: ResolvedModel | None = None) -> CachedBackend:
         if name not in self._loaded:
             model = resolved or self.registry.resolve(name)
             t0 = time.perf_counter()
-            backend = load_backend(model, self.seed)
+            backend = self.load(model, self.seed)
             log(f"loaded {name} ({model.entry.backend}, {backend.info.quant}) in {time.perf_counter() - t0:.1f}s")
             self._loaded[name] = CachedBackend(backend, self.cache, progress=self.progress)
         return self._loaded[name]
@@ -76,63 +135,133 @@ def run_metadata(plan: RunPlan, info: dict[str, Any] | None) -> dict[str, Any]:
         "packages": provenance.package_versions(),
         "git": provenance.git_commit(),
         "hardware": provenance.hardware(),
+        "runtime": provenance.runtime(),
     }
 
 
-def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedModel,
-            progress: bool = True, on_task: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every unfinished task of ``plan`` into ``store``; returns the results.json content."""
-    started = time.time()
-    cache = RequestCache(store.cache_path)
-    pool = ModelPool(registry, cache, plan.seed, progress)
-    finished = store.finished_tasks()
-    store.update_run(status="running", resumed_at=_dt.datetime.now().isoformat() if finished else None)
-    info: dict[str, Any] | None = None
+def _mark(store: RunStore, **fields: Any) -> None:
+    """Record the final status; a failure to write it (full disk) must not hide the real error, nor
+    add a second line to it: the stored ``running`` then reads as interrupted once we exit."""
     try:
-        for planned in plan.tasks:
-            name = planned.spec.name
-            if name in finished:
-                log(f"[{name}] already finished; skipped on resume")
-                continue
-            backend = pool.get(plan.model, model)
-            info = {k: v for k, v in backend.info.__dict__.items()}
-            meta = run_metadata(plan, info)
-            ctx = TaskContext(
-                backend=backend, data_dir=Path(plan.data_dir) if plan.data_dir else None,
-                limit=planned.limit, subset=planned.subset, seed=plan.seed, run_dir=store.dir,
-                load_judge=pool.get, judge=plan.judge,
-            )
-            t0 = time.perf_counter()
-            log(f"[{name}] running ({planned.spec.kind}, limit={planned.limit}, subset={planned.subset})")
-            try:
-                outcome = kind_module(planned.spec.kind).run(planned.spec, ctx)
-            except (DataUnavailable, DataRowError) as exc:
-                log(f"[{name}] skipped: {exc.one_line()}")
-                store.write_skipped(name, exc.one_line(), meta)
-                continue
-            details = {**outcome.details, "suite": planned.suite, "kind": planned.spec.kind,
-                       "group": planned.spec.group, "limit": planned.limit, "subset": planned.subset,
-                       "seconds": round(time.perf_counter() - t0, 3),
-                       "reference": [r.model_dump() for r in planned.spec.reference]}
-            n = store.write_samples(name, outcome.samples)
-            details.setdefault("n_samples", n)
-            store.write_task_result(name, outcome.metrics, details, meta)
-            log(f"[{name}] done in {details['seconds']:.1f}s: "
-                + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()
-                            if isinstance(v, float) and "stderr" not in k))
-            if on_task:
-                on_task(name)
-        store.update_run(status="success", finished_at=_dt.datetime.now().isoformat(),
-                         duration_s=round(time.time() - started, 3),
-                         cache_hits=sum(b.hits for b in pool._loaded.values()),
-                         cache_misses=sum(b.misses for b in pool._loaded.values()))
-    except ShaktiError:
-        store.update_run(status="error")
-        raise
-    except KeyboardInterrupt:
-        store.update_run(status="cancelled")
-        raise
-    finally:
-        pool.close()
-        cache.close()
+        store.update_run(**fields)
+    except (OSError, ShaktiError):
+        pass
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line for run.json: the ShaktiError's own line, else the exception type and first line."""
+    if isinstance(exc, ShaktiError):
+        return exc.one_line()
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedModel,
+            progress: bool = True, on_task: Callable[[str], None] | None = None,
+            load: Loader = load_backend) -> dict[str, Any]:
+    """Run every unfinished task of ``plan`` into ``store``; returns the results.json content.
+
+    ``load`` builds a backend from a resolved model (tests pass a plumbing backend)."""
+    started = time.time()
+    with interrupt_handlers():
+        pool: ModelPool | None = None
+        cache: RequestCache | None = None
+        try:
+            finished = store.finished_tasks()
+            store.update_run(status="running", process=process_identity(), error=None, interrupted_by=None,
+                             started_at=_dt.datetime.now().isoformat(timespec="seconds"),
+                             resumed_at=_dt.datetime.now().isoformat() if finished else None)
+            cache = RequestCache(store.cache_path)
+            pool = ModelPool(registry, cache, plan.seed, progress, load)
+            _run_tasks(plan, store, pool, model, finished, on_task)
+            skipped = store.read_results().get("skipped") or {}
+            store.update_run(status="partial" if skipped else "success",
+                             finished_at=_dt.datetime.now().isoformat(),
+                             duration_s=round(time.time() - started, 3), **_cache_counts(pool))
+        except RunInterrupted as exc:
+            exc.run_dir = store.dir
+            _mark(store, status="interrupted", interrupted_by=str(exc),
+                  finished_at=_dt.datetime.now().isoformat(), **_cache_counts(pool))
+            raise
+        except KeyboardInterrupt as exc:  # SIGINT outside the main thread's handler
+            _mark(store, status="interrupted", interrupted_by="SIGINT", **_cache_counts(pool))
+            interrupted = RunInterrupted(signal.SIGINT)
+            interrupted.run_dir = store.dir
+            raise interrupted from exc
+        except BaseException as exc:  # a ShaktiError mid-run, a backend error, or a bug (keeps its traceback)
+            _mark(store, status="failed", error=error_summary(exc),
+                  finished_at=_dt.datetime.now().isoformat(), **_cache_counts(pool))
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+            if cache is not None:
+                cache.close()
     return store.read_results()
+
+
+def _cache_counts(pool: ModelPool | None) -> dict[str, int]:
+    if pool is None:
+        return {}
+    return {"cache_hits": sum(b.hits for b in pool._loaded.values()),
+            "cache_misses": sum(b.misses for b in pool._loaded.values())}
+
+
+def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedModel,
+               finished: set[str], on_task: Callable[[str], None] | None) -> None:
+    checks: dict[str, Any] | None = None
+    for planned in plan.tasks:
+        name = planned.spec.name
+        if name in finished:
+            log(f"[{name}] already finished; skipped on resume")
+            continue
+        backend = pool.get(plan.model, model)
+        info = {k: v for k, v in backend.info.__dict__.items()}
+        meta = run_metadata(plan, info)
+        if checks is None:  # identity and tokenizer verdicts, once per run (harness.model_check)
+            from harness.model_check import startup_checks
+
+            checks = startup_checks(backend, model)
+        meta["model_check"] = checks
+        ctx = TaskContext(
+            backend=backend, data_dir=Path(plan.data_dir) if plan.data_dir else None,
+            limit=planned.limit, subset=planned.subset, seed=plan.seed, run_dir=store.dir,
+            load_judge=pool.get, judge=plan.judge,
+        )
+        t0 = time.perf_counter()
+        log(f"[{name}] running ({planned.spec.kind}, limit={planned.limit}, subset={planned.subset})")
+        try:
+            outcome = kind_module(planned.spec.kind).run(planned.spec, ctx)
+        except (DataUnavailable, DataRowError) as exc:
+            log(f"[{name}] skipped: {exc.one_line()}")
+            store.write_skipped(name, exc.one_line(), meta)
+            continue
+        details = {**outcome.details, "suite": planned.suite, "kind": planned.spec.kind,
+                   "group": planned.spec.group, "limit": planned.limit, "subset": planned.subset,
+                   "seconds": round(time.perf_counter() - t0, 3),
+                   "reference": [r.model_dump() for r in planned.spec.reference]}
+        n = store.write_samples(name, outcome.samples)
+        details.setdefault("n_samples", n)
+        store.write_task_result(name, outcome.metrics, details, meta)
+        log(f"[{name}] done in {details['seconds']:.1f}s: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()
+                        if isinstance(v, float) and "stderr" not in k))
+        if on_task:
+            on_task(name)
+
+
+def run_summary(store: RunStore) -> tuple[list[str], int, int]:
+    """The closing stderr lines of a run (which were skipped and why, which were not done, and
+    last its status and how many tasks ran), with the counts of finished and skipped tasks."""
+    run, results = store.read_run(), store.read_results()
+    planned = planned_tasks(run)
+    done = set(results.get("results") or {})
+    skipped: dict[str, str] = results.get("skipped") or {}
+    lines = [f"skipped {t}: {why.removeprefix('error: ')}" for t, why in sorted(skipped.items())]
+    missing = [t for t in planned if t not in done and t not in skipped]
+    if missing:
+        lines.append(f"not done: {', '.join(missing)}")
+    lines.append(f"{effective_status(run)}: ran {len(done)} of {len(planned)} planned tasks; {len(skipped)} skipped"
+                 + (f" ({', '.join(sorted(skipped))})" if skipped else "")
+                 + ("; no task ran" if not done else ""))
+    return lines, len(done), len(skipped)

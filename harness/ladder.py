@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,38 +46,72 @@ def cache_root() -> Path:
 # ----------------------------------------------------------------------------- integrity
 _SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 """GGUF value type -> bytes (uint8 .. float64); 8 = string, 9 = array."""
+_SCALAR_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+               10: "<Q", 11: "<q", 12: "<d"}
+
+# Limits that keep a hostile header from hanging or crashing the reader; real files are far
+# below each (SmolLM2: 40 keys, 272 tensors, arrays one level deep, a 49k-entry vocabulary).
+MAX_KV = 1 << 16
+MAX_TENSORS = 1 << 20
+MAX_ARRAY_DEPTH = 4
+"""GGUF arrays of arrays are legal but unused; deeper nesting is refused (a 10k-deep one once
+raised ``RecursionError``)."""
+MAX_DIMS = 4
+"""``GGML_MAX_DIMS``."""
+MAX_KEY_BYTES = 1 << 16
 
 
 class _Truncated(Exception):
     pass
 
 
-def read_gguf_layout(path: Path) -> tuple[list[tuple[str, str, int]], int, str | None]:
-    """Walk a GGUF header: ``([(tensor name, ggml type, data bytes)], data end offset, problem)``.
+class _Corrupt(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    """What :func:`read_gguf_header` found: scalar and string key/values (arrays as their
+    length), tensor infos, where tensor data ends, and why the file is not a complete GGUF."""
+
+    metadata: dict[str, Any]
+    tensors: list[tuple[str, str, int]]
+    end: int
+    problem: str | None
+
+
+def read_gguf_header(path: Path) -> GGUFHeader:
+    """Walk a GGUF header within fixed limits; never raises for a bad file, only reports.
 
     Reads key/values and tensor infos without touching tensor data.  ``problem`` says why the file
-    is not a complete GGUF (``None`` when it is): a header cut short, an unknown type, or tensor data
-    reaching past the end of the file, which is what a truncated download looks like.  A hand-walk
-    rather than ``gguf.GGUFReader`` because the reader builds a NumPy view per tokenizer entry
-    (seconds for a 49k vocabulary); this takes milliseconds, so every model load can afford it, and
-    it needs only the block-size table from ``gguf.constants``.
+    is not a complete GGUF (``None`` when it is): a header cut short, an unknown type, a limit
+    exceeded (key count, array nesting, dimensions), ``general.alignment`` not a power of two, or
+    tensor data reaching past the end of the file, which is what a truncated download looks like.
+    A hand-walk rather than ``gguf.GGUFReader`` because the reader builds a NumPy view per
+    tokenizer entry (seconds for a 49k vocabulary); this takes milliseconds, so every model load
+    can afford it, and it needs only the block-size table from ``gguf.constants``.
     """
     import mmap
+    import stat
     import struct
 
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return GGUFHeader({}, [], 0, "not a regular file")
+    size = st.st_size
     if size < 24:
-        return [], 0, f"truncated: {size} bytes is shorter than a GGUF header"
+        return GGUFHeader({}, [], 0, f"truncated: {size} bytes is shorter than a GGUF header")
     tensors: list[tuple[str, str, int]] = []
+    meta: dict[str, Any] = {}
     ends: list[int] = []
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         pos = 0
 
         def take(n: int) -> int:
             nonlocal pos
-            if pos + n > size:
+            if n < 0 or pos + n > size:
                 raise _Truncated(pos)
             start = pos
             pos += n
@@ -88,42 +123,62 @@ def read_gguf_layout(path: Path) -> tuple[list[tuple[str, str, int]], int, str |
         def u64() -> int:
             return struct.unpack_from("<Q", mm, take(8))[0]
 
-        def text() -> str:
+        def text(limit: int | None = None) -> str:
             n = u64()
+            if limit is not None and n > limit:
+                raise _Corrupt(f"a {n}-byte key at byte {pos - 8} (limit {limit})")
             return bytes(mm[take(n) : pos]).decode("utf-8", "replace")
 
-        def skip_value(vtype: int) -> None:
-            if vtype in _SCALAR:
-                take(_SCALAR[vtype])
-            elif vtype == 8:
-                take(u64())
-            elif vtype == 9:
-                sub, count = u32(), u64()
-                if sub in _SCALAR:
-                    take(_SCALAR[sub] * count)
-                else:
-                    for _ in range(count):
-                        skip_value(sub)
+        def value(vtype: int, depth: int = 0) -> Any:
+            """Decode a scalar or string; skip an array (returning its length), iteratively deep."""
+            if vtype in _SCALAR_FMT:
+                return struct.unpack_from(_SCALAR_FMT[vtype], mm, take(_SCALAR[vtype]))[0]
+            if vtype == 8:
+                return text()
+            if vtype != 9:
+                raise _Corrupt(f"unknown value type {vtype} at byte {pos}")
+            sub, count = u32(), u64()
+            if sub == 9 and depth + 1 >= MAX_ARRAY_DEPTH:
+                raise _Corrupt(f"arrays nested deeper than {MAX_ARRAY_DEPTH} levels at byte {pos}")
+            if sub in _SCALAR:
+                take(_SCALAR[sub] * count)
+            elif sub == 8:
+                if count > (size - pos) // 8:  # each string needs at least its 8-byte length
+                    raise _Truncated(pos)
+                for _ in range(count):
+                    take(u64())
+            elif sub == 9:
+                if count > (size - pos) // 12:  # each array needs at least its type and count
+                    raise _Truncated(pos)
+                for _ in range(count):
+                    value(9, depth + 1)  # bounded by MAX_ARRAY_DEPTH
             else:
-                raise ValueError(f"unknown value type {vtype} at byte {pos}")
+                raise _Corrupt(f"unknown array item type {sub} at byte {pos}")
+            return count
 
         try:
             if mm[:4] != b"GGUF":
-                return [], 0, f"not a GGUF file (bad magic {bytes(mm[:4])!r})"
+                return GGUFHeader({}, [], 0, f"not a GGUF file (bad magic {bytes(mm[:4])!r})")
             take(4)
             version, n_tensors, n_kv = u32(), u64(), u64()
-            if version < 2:
-                return [], 0, f"GGUF version {version} is not supported"
-            alignment = 32
+            if version not in (2, 3):
+                return GGUFHeader({}, [], 0, f"GGUF version {version} is not supported (2 or 3)")
+            if n_kv > MAX_KV:
+                raise _Corrupt(f"{n_kv} key/value pairs (limit {MAX_KV})")
+            if n_tensors > MAX_TENSORS:
+                raise _Corrupt(f"{n_tensors} tensors (limit {MAX_TENSORS})")
             for _ in range(n_kv):
-                key, vtype = text(), u32()
-                if key == "general.alignment" and vtype == 4:
-                    alignment = u32()
-                else:
-                    skip_value(vtype)
+                key, vtype = text(MAX_KEY_BYTES), u32()
+                meta[key] = value(vtype)
+            alignment = meta.get("general.alignment", 32)
+            if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+                raise _Corrupt(f"general.alignment = {alignment!r} is not a power of two")
             for _ in range(n_tensors):
-                name = text()
-                dims = [u64() for _ in range(u32())]
+                name = text(MAX_KEY_BYTES)
+                n_dims = u32()
+                if n_dims > MAX_DIMS:
+                    raise _Corrupt(f"tensor '{name}' has {n_dims} dimensions (limit {MAX_DIMS})")
+                dims = [u64() for _ in range(n_dims)]
                 qtype, offset = GGMLQuantizationType(u32()), u64()
                 block, type_size = GGML_QUANT_SIZES[qtype]
                 n = 1
@@ -133,14 +188,24 @@ def read_gguf_layout(path: Path) -> tuple[list[tuple[str, str, int]], int, str |
                 tensors.append((name, qtype.name, nbytes))
                 ends.append(offset + nbytes)
         except _Truncated as exc:
-            return tensors, 0, (f"truncated: the header needs more than the {size} bytes the file has "
-                                f"(stopped at byte {exc.args[0]})")
+            return GGUFHeader(meta, tensors, 0, (f"truncated: the header needs more than the {size} bytes "
+                                                 f"the file has (stopped at byte {exc.args[0]})"))
+        except _Corrupt as exc:
+            return GGUFHeader(meta, tensors, 0, f"corrupt GGUF header: {exc}")
         except (ValueError, KeyError, OverflowError, struct.error) as exc:
-            return tensors, 0, f"corrupt GGUF header ({type(exc).__name__}: {exc})"
+            return GGUFHeader(meta, tensors, 0, f"corrupt GGUF header ({type(exc).__name__}: {exc})")
         end = -(-pos // alignment) * alignment + max(ends, default=0)
     if end > size:
-        return tensors, end, f"truncated: tensor data ends at byte {end} but the file has {size} bytes"
-    return tensors, end, None
+        return GGUFHeader(meta, tensors, end, f"truncated: tensor data ends at byte {end} but the file has "
+                                              f"{size} bytes")
+    return GGUFHeader(meta, tensors, end, None)
+
+
+def read_gguf_layout(path: Path) -> tuple[list[tuple[str, str, int]], int, str | None]:
+    """``([(tensor name, ggml type, data bytes)], data end offset, problem)``; see
+    :func:`read_gguf_header`."""
+    h = read_gguf_header(path)
+    return h.tensors, h.end, h.problem
 
 
 def gguf_extent_problem(path: Path) -> str | None:
@@ -220,6 +285,7 @@ def dequantize_to_f32(src: Path, dst: Path) -> None:
     import gguf
     import numpy as np
 
+    check_gguf_complete(src)  # GGUFReader itself fails on a cut file with a NumPy reshape traceback
     reader = gguf.GGUFReader(src, "r")
     arch_field = reader.fields.get(gguf.Keys.General.ARCHITECTURE)
     if arch_field is None:

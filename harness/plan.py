@@ -68,14 +68,41 @@ class RunPlan:
 
 
 def suite_path(name: str, suites_dir: Path = SUITES_DIR) -> Path:
+    """A suite name (``quick``) or a YAML path; a path is reported as given, never as
+    ``<suites>/nope.yaml.yaml``."""
     candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+    if candidate.suffix in (".yaml", ".yml") or "/" in name:
+        if not candidate.exists():
+            raise ConfigError(f"{name}: suite file not found",
+                              f"pass a YAML path or a suite name ({', '.join(available_suites(suites_dir))})")
         return candidate
     path = suites_dir / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(available_suites(suites_dir))
         raise ConfigError(f"unknown suite '{name}' (no {path})", f"available: {known}")
     return path
+
+
+def check_backend(registry_file: Path, name: str, backend: str) -> None:
+    """An entry's backend is a registered one; the error names the registry file and entry."""
+    from harness.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"{registry_file}: models.{name}.backend: unknown backend '{backend}'",
+                          f"allowed: {', '.join(sorted(BACKENDS))}")
+
+
+def check_judge(registry: Registry, judge: str, suite_file: Path) -> None:
+    """A suite's ``judge`` names a registry model with a registered backend (named in the suite)."""
+    if judge not in registry.models:
+        import difflib
+
+        close = difflib.get_close_matches(judge, registry.models, n=1)
+        raise ConfigError(f"{suite_file}: judge: unknown model '{judge}' (not in {registry.path.name})",
+                          (f"did you mean '{close[0]}'? " if close else "")
+                          + "run `python run_all.py --list-models` for the names")
+    source = getattr(registry, "sources", {}).get(judge, registry.path)  # the layer that defines it
+    check_backend(source, judge, registry.entry(judge).backend)
 
 
 def available_suites(suites_dir: Path = SUITES_DIR) -> list[str]:
@@ -94,6 +121,12 @@ def build_plan(
     command: str,
     suites_dir: Path = SUITES_DIR,
 ) -> RunPlan:
+    from harness.preflight import check_model
+
+    if not suite_names:
+        raise ConfigError("--suite: no suite named", "pass a suite name or YAML path, e.g. --suite quick")
+    check_backend(model.registry_path, model.name, model.entry.backend)
+    check_model(model)  # the weights first: milliseconds, where checking the suites' tasks takes seconds
     tasks: list[PlannedTask] = []
     judge: str | None = None
     for name in suite_names:
@@ -107,7 +140,7 @@ def build_plan(
             )
         prof = suite.profiles[prof_name]
         if suite.judge:
-            registry.entry(suite.judge)  # unknown judge names fail at plan time
+            check_judge(registry, suite.judge, path)  # before the run folder exists
             judge = suite.judge
         for task in suite.tasks:
             check_task(task, path)

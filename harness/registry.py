@@ -4,12 +4,17 @@ What a model *is* (backend, format, dtype) lives in :class:`harness.spec.ModelEn
 only finds its weights, trying the sources in a fixed order (``--weights``, the entry's
 environment variable, its ``path``, an installed package, the Hugging Face Hub) and, when none has
 them, raises one :class:`ModelUnavailable` line saying exactly how to provide them.
+
+Weights found are checked against the entry's identity pins (``architecture``, ``vocab_size``,
+``sha256``) before anything loads: another model's file under a registry name would enter that
+name's history and gate baselines.  A user's ``--registry`` file is layered over the shipped
+``models.yaml``, and ``--model PATH`` builds an entry on the fly (:func:`entry_for_path`).
 """
 from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -34,13 +39,26 @@ class ResolvedModel:
 
 
 class Registry:
-    """The parsed ``models.yaml``; extra entries (ladder rungs) can be layered on top."""
+    """The parsed registry: the shipped ``models.yaml`` with a user's file layered over it (its
+    entries win by name), plus extra entries (ladder rungs, ``--model PATH``) on top."""
 
-    def __init__(self, path: Path = DEFAULT_REGISTRY, extra: dict[str, ModelEntry] | None = None):
+    def __init__(self, path: Path = DEFAULT_REGISTRY, extra: dict[str, ModelEntry] | None = None,
+                 layer_shipped: bool = True):
         self.path = path
-        spec: RegistrySpec = load_registry(path)
-        self.models: dict[str, ModelEntry] = dict(spec.models)
-        self.models.update(extra or {})
+        self.models: dict[str, ModelEntry] = {}
+        self.sources: dict[str, Path] = {}
+        """Per entry, the file it came from: relative weights paths resolve against it."""
+        layers = [DEFAULT_REGISTRY, path] if layer_shipped and _differs(path, DEFAULT_REGISTRY) else [path]
+        for layer in layers:
+            spec: RegistrySpec = load_registry(layer)
+            self.models.update(spec.models)
+            self.sources.update({n: layer for n in spec.models})
+        for name, entry in (extra or {}).items():
+            self.add(name, entry)
+
+    def add(self, name: str, entry: ModelEntry, source: Path | None = None) -> None:
+        self.models[name] = entry
+        self.sources[name] = source or self.path
 
     def names(self) -> list[str]:
         return sorted(self.models)
@@ -49,19 +67,56 @@ class Registry:
         if name not in self.models:
             close = difflib.get_close_matches(name, self.models, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
+            looks_like_path = name.endswith(".gguf") or "/" in name
             raise ConfigError(
-                f"{self.path.name}: unknown model '{name}'",
-                f"{hint}run `python run_all.py --list-models` to see the {len(self.models)} names",
+                f"{self.path.name}: unknown model '{name}'" + (" (and no such file or folder)" if looks_like_path else ""),
+                f"{hint}run `python run_all.py --list-models` to see the {len(self.models)} names, "
+                "or pass --model PATH (a .gguf file or a Hugging Face model folder)",
             )
         return self.models[name]
 
-    def resolve(self, name: str, weights_override: str | None = None, _depth: int = 0) -> ResolvedModel:
+    def resolve(self, name: str, weights_override: str | None = None, _depth: int = 0,
+                run_name: str | None = None) -> ResolvedModel:
+        """The entry's weights, checked against its identity pins (:func:`check_identity`).
+
+        ``run_name`` (``--name``) runs the weights under a new name, so weights that contradict
+        the entry never enter that entry's history or gate baselines: the pins are dropped and the
+        run is recorded under the new name."""
         entry = self.entry(name)
+        if run_name is not None and run_name != name:
+            if run_name in self.models:
+                raise ConfigError(f"--name {run_name}: already a registry model",
+                                  "choose a name that is not in the registry for these weights")
+            entry = entry.model_copy(update={"architecture": None, "vocab_size": None, "sha256": None})
         w = entry.weights
         if w.ladder is not None and weights_override is None and not w.path and not (w.env and os.environ.get(w.env)):
-            return self._build_rung(name, entry, _depth)
-        path, source = find_weights(name, entry, self.path, weights_override)
-        return ResolvedModel(name, entry, path, source, self.path)
+            rung = self._build_rung(name, entry, _depth)
+            return replace(rung, name=run_name) if run_name else rung
+        registry_file = self.sources.get(name, self.path)
+        path, source = find_weights(name, entry, registry_file, weights_override)
+        require_regular(path, f"{name}: weights ({source})")
+        check_identity(registry_file, name, entry, path, source)
+        if run_name and run_name != name:  # the plan and the model pool look the run's name up
+            self.add(run_name, entry.model_copy(update={"weights": entry.weights.model_copy(
+                update={"path": str(path), "env": None, "package": None, "hub": None, "ladder": None})}),
+                registry_file)
+        return ResolvedModel(run_name or name, entry, path, source, registry_file)
+
+    def resolve_cli(self, model: str, weights: str | None = None, run_name: str | None = None) -> ResolvedModel:
+        """``--model NAME`` (a registry name) or ``--model PATH`` (a ``.gguf`` file or an HF folder,
+        served by llama.cpp or transformers, the run named after the file like
+        ``lm_eval --model_args pretrained=PATH``)."""
+        if model in self.models or not Path(model).expanduser().exists():
+            return self.resolve(model, weights, run_name=run_name)
+        if weights:
+            raise ConfigError(f"--model {model}: a path already names the weights; drop --weights")
+        name, entry = entry_for_path(Path(model).expanduser().resolve())
+        name = run_name or name
+        if name in self.models:
+            raise ConfigError(f"--model {model}: '{name}' is a registry model name",
+                              "pass --name NEW to name this run after something else")
+        self.add(name, entry, Path.cwd() / "--model")
+        return self.resolve(name)
 
     def _build_rung(self, name: str, entry: ModelEntry, depth: int) -> ResolvedModel:
         """Resolve the source model, then build (or reuse the cached) ladder rung from it."""
@@ -75,7 +130,95 @@ class Registry:
         if source.entry.format != "gguf" or source.weights.is_dir():
             raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' is not a GGUF model")
         path = Ladder(source.weights).build(ladder.quant)
-        return ResolvedModel(name, entry, path, f"ladder {ladder.from_} -> {ladder.quant}", self.path)
+        return ResolvedModel(name, entry, path, f"ladder {ladder.from_} -> {ladder.quant}",
+                             self.sources.get(name, self.path))
+
+
+def _differs(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() != b.resolve()
+    except OSError:
+        return True
+
+
+def entry_for_path(path: Path) -> tuple[str, ModelEntry]:
+    """A registry entry built on the fly for ``--model PATH``: a GGUF -> llama.cpp, an HF folder
+    (``config.json``) -> transformers; named after the file (its stem) or the folder."""
+    from harness.spec import WeightsSpec
+
+    if path.is_file():
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ConfigError(f"--model {path}: not a GGUF file", "pass a .gguf file or a Hugging Face model folder")
+        entry = ModelEntry(backend="llama_cpp", format="gguf", weights=WeightsSpec(path=str(path)),
+                           description=f"--model {path}")
+        return path.name[: -len(".gguf")] if path.name.endswith(".gguf") else path.stem, entry
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"--model {path}: a folder without config.json is not a Hugging Face model",
+                          "pass a .gguf file or a folder written by save_pretrained")
+    entry = ModelEntry(backend="transformers", format="hf", weights=WeightsSpec(path=str(path)),
+                       description=f"--model {path}")
+    return path.name, entry
+
+
+def weights_facts(path: Path, fmt: str) -> dict[str, object]:
+    """Architecture and vocabulary size the weights declare, read without loading them."""
+    import json
+
+    if path.is_file() and fmt == "hf" and path.suffix != ".gguf":
+        return {}  # not weights of this format at all: harness.preflight says so, naming the entry
+    if path.is_file():
+        from harness.backends.gguf_meta import gguf_facts
+
+        f = gguf_facts(path)
+        return {"architecture": f.architecture, "vocab_size": f.vocab_size}
+    cfg_path = path / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cfg, dict):
+        raise ModelUnavailable(f"{cfg_path}: must be a JSON object, got {type(cfg).__name__}",
+                               "point the entry at a transformers model folder (config.json from save_pretrained)")
+    return {"architecture": cfg.get("model_type"), "vocab_size": cfg.get("vocab_size")}
+
+
+def check_identity(registry_file: Path, name: str, entry: ModelEntry, path: Path, source: str) -> None:
+    """Refuse weights that contradict what the entry pins (architecture, vocabulary, sha256).
+
+    Without this, ``--weights`` with another model's file runs it under the registry name and
+    the run enters that name's history and gate baselines."""
+    pins = {"architecture": entry.architecture, "vocab_size": entry.vocab_size}
+    if not any(pins.values()) and not entry.sha256:
+        return
+    found = weights_facts(path, entry.format)
+    problems = [f"{key} {found.get(key)!r}, the entry pins {want!r}"
+                for key, want in pins.items() if want is not None and found.get(key) not in (None, want)]
+    if not problems and entry.sha256:
+        from harness.backends.base import file_digest
+
+        digest = file_digest(path)
+        if digest != entry.sha256:
+            problems.append(f"sha256 {digest[:12]}..., the entry pins {entry.sha256[:12]}...")
+    if problems:
+        raise ModelUnavailable(
+            f"{registry_file.name}: {name}: weights from {source} ({path}) are not this model ({'; '.join(problems)})",
+            "pass --name NEW to run them under a new name, or use the registry entry for that model",
+        )
+
+
+def require_regular(path: Path, what: str) -> None:
+    """Weights must be a regular file or a folder: ``open()`` on a FIFO blocks forever, on a
+    device it reads without end.  Checked with ``stat`` before anything opens the path."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ModelUnavailable(f"{what}: {path}: cannot read ({exc.strerror})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ModelUnavailable(f"{what}: {path}: not a regular file (a FIFO, socket or device)",
+                               "pass a .gguf file or a model folder")
 
 
 def _expand(raw: str, base: Path) -> Path:

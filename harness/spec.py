@@ -8,12 +8,20 @@ what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
+
+
+MAX_LIMIT = 10_000_000
+"""Largest per-task item limit (more rows than any benchmark has)."""
+MAX_FEWSHOT = 64
+MIN_N_CTX, MAX_N_CTX = 128, 1 << 20
+"""Context window bounds; a value past 1M tokens is a typo, not a plan (4294967424 once asked
+llama.cpp for 16 GiB)."""
+MAX_THREADS = 1024
 
 
 class _Strict(BaseModel):
@@ -21,17 +29,26 @@ class _Strict(BaseModel):
 
 
 # ----------------------------------------------------------------------------- suites
-class DatasetRef(_Strict):
-    """Where a task's rows come from: a hub dataset id, its config and split."""
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$"
+"""One path component: no separators and not starting with ``.``, so never ``..``: it cannot
+leave its folder."""
 
-    path: str
+
+class DatasetRef(_Strict):
+    """Where a task's rows come from: a hub dataset id, its config and split.
+
+    Each part becomes a path component under the data dir (or the fallback folder), so each is
+    held to a plain name: ``config: "../../.."`` or an absolute ``fallback`` cannot read outside.
+    """
+
+    path: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?$")
     """Hub dataset id, e.g. ``allenai/ai2_arc``; the local mirror folder is ``allenai__ai2_arc``."""
-    config: str | None = None
+    config: str | None = Field(default=None, pattern=_NAME)
     """Dataset config (``ARC-Easy``); ``None`` maps to the mirror folder ``default``."""
-    split: str = "test"
-    fallback: str | None = None
-    """A file under ``harness/fallback_data/`` written for this project, used only when neither the
-    mirror nor the hub has the data; reports say so."""
+    split: str = Field(default="test", pattern=_NAME)
+    fallback: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\.jsonl$")
+    """A file name in ``harness/fallback_data/`` written for this project, used only when neither
+    the mirror nor the hub has the data; reports say so."""
 
 
 class Reference(_Strict):
@@ -41,14 +58,14 @@ class Reference(_Strict):
     """Which model the number is for (``shakti-250m``, ``SmolLM2-135M``)."""
     source: str
     """Where it was published (``Shakti paper, Table 3``)."""
-    values: dict[str, float]
+    values: dict[str, Annotated[float, Field(allow_inf_nan=False)]]
     """metric name -> value, in the same unit as our metric (fractions, not percent)."""
 
 
 class ProfileSpec(_Strict):
     """A named way to run a suite: how many items per task and how they are chosen."""
 
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     """Items per task; ``None`` means all."""
     subset: Literal["first", "seeded"] = "first"
     """``first``: the first ``limit`` rows (what ``lm_eval --limit`` does); ``seeded``: a fixed
@@ -66,9 +83,9 @@ class TaskSpec(_Strict):
     """For kind ``lm_eval``: the name of lm-eval's own task config to reuse."""
     metrics: tuple[str, ...] = ()
     """Metrics to report, as named by the kind (``acc``, ``acc_norm``, ``pct_stereotype``...)."""
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     """Overrides the profile's limit for this task."""
-    num_fewshot: int = Field(default=0, ge=0)
+    num_fewshot: int = Field(default=0, ge=0, le=MAX_FEWSHOT)
     apply_chat_template: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     """Kind-specific options; each kind validates its own."""
@@ -161,17 +178,32 @@ class ModelEntry(_Strict):
     """``gguf``: a single GGUF file; ``hf``: a transformers folder."""
     family: str = ""
     """Model family for grouping in reports (``SmolLM2-135M``)."""
-    params: int | None = None
+    params: int | None = Field(default=None, ge=1)
     quant: str | None = None
     """Declared quantization (``Q4_1``); the backend reads the real one from the file."""
     instruct: bool = False
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    n_ctx: int = Field(default=2048, ge=128)
-    n_threads: int | None = None
+    n_ctx: int = Field(default=2048, ge=MIN_N_CTX, le=MAX_N_CTX)
+    """Context window; also checked against the model's trained context and free memory before
+    the model loads (:mod:`harness.preflight`)."""
+    n_threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     derived_from: str | None = None
     """For ladder rungs built from another model: the source model's name."""
     description: str = ""
+    add_bos_token: bool | None = None
+    """Prepend BOS to every request (lm-eval ``hf``'s ``add_bos_token`` model argument); unset:
+    the model's own default (GGUF ``tokenizer.ggml.add_bos_token``, the HF tokenizer's)."""
+    tokenizer: str | None = None
+    """An HF tokenizer folder for the transformers backend, used instead of transformers' own
+    conversion of a GGUF's tokenizer (checked against llama.cpp's either way); relative to the
+    registry file."""
+    architecture: str | None = None
+    """Pinned GGUF ``general.architecture`` / HF ``model_type`` (``llama``): other weights are refused."""
+    vocab_size: int | None = Field(default=None, ge=1)
+    """Pinned vocabulary size: weights with another vocabulary are refused."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Pinned sha256 of the weights file: any other file is refused unless ``--name`` renames the run."""
 
 
 class RegistrySpec(_Strict):
@@ -205,6 +237,12 @@ def _describe(err: dict[str, Any]) -> str:
         return f"must be one of {err.get('ctx', {}).get('expected', '')}"
     if kind in ("model_type", "dict_type"):
         return "must be a mapping"
+    if kind == "string_pattern_mismatch":
+        field = str((err.get("loc") or ("",))[-1])
+        what = {"path": "a hub dataset id like org/name",
+                "fallback": "a file name in harness/fallback_data/ ending in .jsonl"}.get(
+            field, "a plain name (letters, digits, _ . + -)")
+        return f"{err.get('input')!r} must be {what}, with no '/', '..' or absolute path"
     msg = str(err.get("msg", "invalid value"))
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
     msg = msg.replace("Input should be", "must be").replace("Dictionary should", "must")
@@ -212,24 +250,17 @@ def _describe(err: dict[str, Any]) -> str:
 
 
 def read_yaml(path: Path) -> Any:
-    """``yaml.safe_load`` a file, turning I/O and syntax errors into one-line ConfigErrors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    """Safe-load a suite or registry file within size, depth, alias-expansion and duplicate-key
+    limits (:mod:`harness.yaml_safe`); every problem is a one-line ConfigError naming the file."""
+    from harness.yaml_safe import load_yaml_file
+
+    return load_yaml_file(path)
 
 
 def parse_model(cls: type[BaseModel], data: Any, path: Path, allowed: str = "") -> Any:
     """Validate ``data`` as ``cls``; the first problem becomes a one-line ConfigError."""
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty (no YAML document)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:

@@ -64,10 +64,35 @@ class ModelInfo:
     params: int | None = None
     n_ctx: int = 2048
     extra: dict[str, Any] = field(default_factory=dict)
+    architecture: str = ""
+    """``general.architecture`` of a GGUF, ``config.model_type`` of an HF folder (``llama``)."""
+    vocab_size: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+    add_bos: bool = False
+    """Whether BOS is prepended to every request (see :mod:`harness.backends.tokenize`)."""
+    add_bos_source: str = ""
+    """Why: the registry override, the GGUF's ``tokenizer.ggml.add_bos_token``, the tokenizer default."""
+    chat_template: bool = False
+    """Whether the model ships a chat template (else chat falls back to ``role: content`` lines)."""
+    tokenizer: str = ""
+    """Where the tokenizer came from (the GGUF itself, a converted folder, a ``tokenizer:`` folder)."""
 
     def cache_key(self) -> str:
-        """Identity of the weights and the way they are served: part of every cache key."""
-        return f"{self.backend}:{self.sha256}:{self.quant}:{self.device}"
+        """Identity of the weights and the way they are served: part of every cache key.
+
+        BOS changes every score, so it is part of the key: a cached answer computed without BOS
+        is never served to a run with it."""
+        key = f"{self.backend}:{self.sha256}:{self.quant}:{self.device}"
+        return key + (":bos" if self.add_bos else "")
+
+    def identity(self) -> dict[str, Any]:
+        """The facts ``--check-model`` prints and results record (no paths or timings)."""
+        return {"backend": self.backend, "architecture": self.architecture, "params": self.params,
+                "vocab_size": self.vocab_size, "bos_id": self.bos_id, "eos_id": self.eos_id,
+                "add_bos": self.add_bos, "add_bos_source": self.add_bos_source,
+                "chat_template": self.chat_template, "quant": self.quant, "sha256": self.sha256,
+                "tokenizer": self.tokenizer}
 
 
 @runtime_checkable

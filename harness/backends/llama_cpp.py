@@ -23,16 +23,15 @@ import numpy as np
 from harness.backends.base import (
     ChatMessage,
     GenerateRequest,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
     ModelInfo,
     auto_device,
     default_threads,
     file_digest,
     path_bytes,
-    split_context_whitespace,
 )
+from harness.backends.gguf_meta import gguf_facts
 from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
+from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ModelUnavailable
 
 # llama.cpp's own names for the GGUF general.file_type values we may meet
@@ -61,11 +60,17 @@ def check_gguf(path: Path) -> None:
     check_gguf_complete(path)
 
 
-class LlamaCppBackend:
-    """A GGUF model served in-process; implements :class:`harness.backends.base.Backend`."""
+class LlamaCppBackend(LmEvalTokenization):
+    """A GGUF model served in-process; implements :class:`harness.backends.base.Backend`.
+
+    Requests are tokenized by lm-eval's rules (:mod:`harness.backends.tokenize`); BOS follows the
+    GGUF's own ``tokenizer.ggml.add_bos_token`` (llama.cpp's vocabulary default when absent)
+    unless the registry's ``add_bos_token`` overrides it.
+    """
 
     def __init__(self, name: str, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 device: str = "cpu", seed: int = 1234, **_: Any) -> None:
+                 device: str = "cpu", seed: int = 1234, add_bos_token: bool | None = None,
+                 **_: Any) -> None:
         import llama_cpp
 
         self._lc = llama_cpp
@@ -92,6 +97,13 @@ class LlamaCppBackend:
         self._chat_template = meta.get("tokenizer.chat_template")
         self._bos_id = self.llm.token_bos()
         self._eos_id = self.llm.token_eos()
+        self.bos_id = self._bos_id if self._bos_id >= 0 else None
+        self.eos_id = self._eos_id if self._eos_id >= 0 else None
+        facts = gguf_facts(path)
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.bos = choose_bos(add_bos_token, bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+                              "gguf tokenizer.ggml.add_bos_token" if facts.add_bos is not None
+                              else "llama.cpp vocab default")
         self.info = ModelInfo(
             name=name, backend="llama_cpp", path=str(path), file_bytes=path_bytes(path),
             sha256=file_digest(path), quant=FILE_TYPES.get(ftype, f"file_type_{ftype}"),
@@ -99,6 +111,9 @@ class LlamaCppBackend:
             n_ctx=n_ctx,
             extra={"n_threads": threads, "llama_cpp_python": llama_cpp.__version__,
                    "architecture": meta.get("general.architecture", "")},
+            architecture=facts.architecture, vocab_size=self.n_vocab, bos_id=self.bos_id,
+            eos_id=self.eos_id, add_bos=self.bos.add_bos, add_bos_source=self.bos.source,
+            chat_template=bool(self._chat_template), tokenizer="gguf (llama.cpp)",
         )
 
     # ------------------------------------------------------------------ scoring context
@@ -121,20 +136,13 @@ class LlamaCppBackend:
     def info_path(self) -> str:
         return getattr(self.llm, "model_path", "?")
 
-    def _tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+    def raw_tokenize(self, text: str) -> list[int]:
+        """llama.cpp's tokenizer with nothing added and special tokens in the text parsed, as an
+        HF tokenizer parses its added tokens (BOS is the mixin's business, not ``add_special``)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """lm-eval HFLM's ``_encode_pair``: tokenize the whole, split at the context's length."""
-        context, continuation = split_context_whitespace(context, continuation)
-        if not context:
-            return [self._prefix_token()], self._tokenize(continuation)
-        whole = self._tokenize(context + continuation)
-        ctx = self._tokenize(context)
-        return ctx, whole[len(ctx):]
-
-    def _prefix_token(self) -> int:
-        return self._bos_id if self._bos_id >= 0 else self._eos_id
+    def token_text(self, token_id: int) -> str:
+        return self.llm.detokenize([token_id], special=True).decode("utf-8", "replace")
 
     def _score_pairs(self, pairs: Sequence[ScorePair]) -> list[tuple[float, bool]]:
         """Score token pairs: one ``llama_decode`` per prefix-tree pack (see :mod:`.packing`)."""
@@ -192,26 +200,7 @@ class LlamaCppBackend:
             results[r.index] = (float(total), greedy)
 
     # ------------------------------------------------------------------ protocol
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        pairs = [ScorePair(i, *self._encode_pair(r.context, r.continuation)) for i, r in enumerate(requests)]
-        return [LoglikelihoodResult(lp, g) for lp, g in self._score_pairs(pairs)]
-
-    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
-        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-
-        out: list[float] = []
-        for text in texts:
-            windows = [
-                make_disjoint_window(w)
-                for w in get_rolling_token_windows(
-                    token_list=self._tokenize(text), prefix_token=self._prefix_token(),
-                    max_seq_len=self.n_ctx, context_len=1,
-                )
-            ]
-            pairs = [ScorePair(i, list(c), list(t)) for i, (c, t) in enumerate(windows)]
-            out.append(sum(lp for lp, _ in self._score_pairs(pairs)))
-        return out
-
+    # loglikelihood, loglikelihood_rolling and count_tokens: LmEvalTokenization
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
         out = []
         for r in requests:
@@ -222,7 +211,7 @@ class LlamaCppBackend:
                 grammar = LlamaGrammar.from_json_schema(r.json_schema, verbose=False)
             self.llm.set_seed(r.seed)
             room = max(1, self.n_ctx - r.max_tokens)
-            prompt_tokens = self.llm.tokenize(r.prompt.encode("utf-8"), add_bos=False, special=True)
+            prompt_tokens = self.tok_encode(r.prompt)  # BOS by the same rule as scoring
             if len(prompt_tokens) > room:
                 prompt_tokens = prompt_tokens[-room:]
             res = self.llm.create_completion(
@@ -246,9 +235,6 @@ class LlamaCppBackend:
             add_generation_prompt=add_generation_prompt,
         )
         return fmt(messages=[{"role": m.role, "content": m.content} for m in messages]).prompt
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

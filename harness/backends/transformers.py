@@ -21,16 +21,15 @@ from typing import Any, Sequence
 from harness.backends.base import (
     ChatMessage,
     GenerateRequest,
-    LoglikelihoodRequest,
-    LoglikelihoodResult,
     ModelInfo,
     auto_device,
     default_threads,
     file_digest,
     path_bytes,
-    split_context_whitespace,
 )
+from harness.backends.gguf_meta import gguf_facts
 from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
+from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ModelUnavailable
 
 PACK_TOKENS = 512
@@ -44,17 +43,31 @@ def cache_root() -> Path:
     return Path(os.environ.get("SHAKTI_EVAL_CACHE", Path.home() / ".cache" / "shakti-eval"))
 
 
-def converted_folder(gguf: Path, sha256: str) -> Path:
-    """Dequantize a GGUF into an HF folder once; later loads read the folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+def _gguf_tokenizer(gguf: Path, ref: Any) -> Any:
+    """transformers' own conversion of the tokenizer inside a GGUF (seconds, no tensors), with
+    the GGUF's BOS/EOS ids and ``add_bos_token`` restored: transformers 5.17 reads SmolLM2's EOS
+    as id 1 (the GGUF says 2) and drops ``tokenizer.ggml.add_bos_token``.  The ids themselves are
+    never repaired: :mod:`harness.backends.fidelity` checks them against llama.cpp."""
+    from transformers import AutoTokenizer
 
-    target = cache_root() / "hf-from-gguf" / sha256[:16]
-    if (target / "config.json").exists():
-        return target
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as exc:  # a corrupt file fails deep inside the gguf reader
+        raise ModelUnavailable(f"{gguf}: transformers could not read this GGUF's tokenizer ({type(exc).__name__}: {exc})",
+                               "the file is corrupt or truncated: re-download or rebuild it") from None
+    n = len(tok)
+    if ref.bos_id is not None and ref.bos_id < n:
+        tok.bos_token = tok.convert_ids_to_tokens(ref.bos_id)
+    if ref.eos_id is not None and ref.eos_id < n:
+        tok.eos_token = tok.convert_ids_to_tokens(ref.eos_id)
+    tok.add_bos_token = bool(ref.add_bos)
+    return tok
+
+
+def _convert_weights(gguf: Path, dst: Path) -> None:
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    try:
         # dequantize=True: a plain dense model (transformers >= 5 otherwise keeps GGUF blocks, which
         # save_pretrained refuses to write)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
@@ -62,18 +75,84 @@ def converted_folder(gguf: Path, sha256: str) -> Path:
     except Exception as exc:  # a corrupt file fails deep inside the gguf reader
         raise ModelUnavailable(f"{gguf}: transformers could not read this GGUF ({type(exc).__name__}: {exc})",
                                "the file is corrupt or truncated: re-download or rebuild it") from None
+    model.save_pretrained(dst)
+
+
+def _cache_dir(sha256: str, suffix: str = "") -> Path:
+    return cache_root() / "hf-from-gguf" / (sha256[:16] + suffix)
+
+
+def converted_folder(gguf: Path, sha256: str) -> Path:
+    """Dequantize a GGUF into a complete HF folder (weights + tokenizer) once; later loads read it.
+
+    The converted tokenizer must agree with llama.cpp's reading of the GGUF on the probe set
+    (:mod:`harness.backends.fidelity`) first: a disagreement raises one line naming the file and
+    the fix, before the slow weights conversion, and nothing is cached.
+    """
+    from harness.backends.fidelity import GgufReference, check_hf_tokenizer, mismatch_error
+
+    target = _cache_dir(sha256)
+    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    ref = GgufReference(gguf)
+    try:
+        tok = _gguf_tokenizer(gguf, ref)
+        label = "converted from the GGUF by transformers"
+        verdict = check_hf_tokenizer(gguf, tok, label, ref)
+    finally:
+        ref.close()
+    if not verdict.agree:
+        raise mismatch_error(gguf, verdict, label, from_registry=False)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    weights_only = _cache_dir(sha256, "-weights")
+    if (weights_only / "config.json").exists():
+        shutil.copytree(weights_only, tmp)
+    else:
+        _convert_weights(gguf, tmp)
     tok.save_pretrained(tmp)
-    model.save_pretrained(tmp)
     tmp.replace(target)
     return target
 
 
-class TransformersBackend:
-    """Implements :class:`harness.backends.base.Backend` with a causal LM from transformers."""
+def converted_weights(gguf: Path, sha256: str) -> Path:
+    """A folder with the dequantized weights, for a GGUF whose tokenizer comes from a
+    ``tokenizer:`` folder: the complete conversion when cached, else weights only (no tokenizer,
+    so the failed conversion is never mistaken for a usable model)."""
+    full = _cache_dir(sha256)
+    if (full / "config.json").exists():
+        return full
+    target = _cache_dir(sha256, "-weights")
+    if (target / "config.json").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _convert_weights(gguf, tmp)
+    tmp.replace(target)
+    return target
+
+
+def tokenizer_adds_bos(tok: Any) -> bool:
+    """Whether an HF tokenizer's default encoding prepends BOS (what lm-eval ``hf`` does by default)."""
+    if tok.bos_token_id is None:
+        return False
+    with_special = tok("a", add_special_tokens=True)["input_ids"]
+    plain = tok("a", add_special_tokens=False)["input_ids"]
+    return bool(with_special) and with_special[0] == tok.bos_token_id and plain[:1] != [tok.bos_token_id]
+
+
+class TransformersBackend(LmEvalTokenization):
+    """Implements :class:`harness.backends.base.Backend` with a causal LM from transformers.
+
+    A GGUF's tokenizer must agree with llama.cpp's reading of the same file on a probe set
+    (:mod:`harness.backends.fidelity`) or the load stops; BOS follows the GGUF's metadata (an HF
+    folder: the tokenizer's default) unless the registry's ``add_bos_token`` overrides it.
+    """
 
     def __init__(self, name: str, path: Path, *, format: str = "hf", dtype: str = "float32",
                  device: str = "cpu", n_ctx: int = 2048, n_threads: int | None = None,
-                 seed: int = 1234, **_: Any) -> None:
+                 seed: int = 1234, add_bos_token: bool | None = None, tokenizer: str | Path | None = None,
+                 **_: Any) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -84,43 +163,85 @@ class TransformersBackend:
         if device == "auto":
             device = auto_device("transformers")
         sha = file_digest(path)
-        folder = converted_folder(path, sha) if format == "gguf" else path
+        tok_dir = Path(tokenizer) if tokenizer else None
+        if tok_dir is not None and not (tok_dir / "tokenizer_config.json").exists() and not (tok_dir / "tokenizer.json").exists():
+            raise ModelUnavailable(f"{name}: tokenizer: {tok_dir}: not a Hugging Face tokenizer folder "
+                                   "(no tokenizer.json or tokenizer_config.json)",
+                                   "point 'tokenizer:' at the folder holding the model's tokenizer files")
+        architecture = ""
+        if format == "gguf":
+            folder, self.tok, tok_label, bos_default, bos_source, self.tokenizer_check = \
+                self._load_gguf(path, sha, tok_dir)
+            architecture = gguf_facts(path).architecture
+        else:
+            folder = path
+            self.tok = AutoTokenizer.from_pretrained(str(tok_dir or folder))
+            tok_label = f"tokenizer: {tok_dir}" if tok_dir else "the folder's own"
+            bos_default, bos_source = tokenizer_adds_bos(self.tok), "tokenizer default"
+            self.tokenizer_check = None
         torch_dtype = getattr(torch, dtype)
-        self.tok = AutoTokenizer.from_pretrained(str(folder))
         self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype).to(device)
         self.model.eval()
         self.device = device
         self.n_ctx = min(n_ctx, getattr(self.model.config, "max_position_embeddings", n_ctx))
         self.seed = seed
+        self.bos_id = self.tok.bos_token_id
+        self.eos_id = self.tok.eos_token_id
+        self.bos = choose_bos(add_bos_token, bos_default, bos_source)
         params = sum(p.numel() for p in self.model.parameters())
         self.info = ModelInfo(
             name=name, backend="transformers", path=str(path), file_bytes=path_bytes(path),
             sha256=sha, quant=dtype, device=device, params=params, n_ctx=self.n_ctx,
             extra={"source_format": format, "torch": torch.__version__,
                    "threads": torch.get_num_threads(),
-                   "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None},
+                   "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+                   "tokenizer_check": self.tokenizer_check},
+            architecture=architecture or str(getattr(self.model.config, "model_type", "")),
+            vocab_size=int(getattr(self.model.config, "vocab_size", 0) or len(self.tok)), bos_id=self.bos_id, eos_id=self.eos_id,
+            add_bos=self.bos.add_bos, add_bos_source=self.bos.source,
+            chat_template=bool(getattr(self.tok, "chat_template", None)), tokenizer=tok_label,
         )
 
+    def _load_gguf(self, path: Path, sha: str, tok_dir: Path | None) -> tuple[Path, Any, str, bool, str, dict[str, Any]]:
+        """Tokenizer checked against llama.cpp's reading of the GGUF, at every load (a cache
+        written before the check existed is caught too); a disagreement stops the load."""
+        from transformers import AutoTokenizer
+
+        from harness.backends.fidelity import GgufReference, check_hf_tokenizer, mismatch_error
+
+        facts = gguf_facts(path)
+        bos_source = ("gguf tokenizer.ggml.add_bos_token" if facts.add_bos is not None
+                      else "llama.cpp vocab default")
+        if tok_dir is not None:
+            label = f"tokenizer: {tok_dir}"
+            tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        else:
+            label = "converted from the GGUF by transformers"
+            folder = converted_folder(path, sha)  # checks before it caches
+            tok = AutoTokenizer.from_pretrained(str(folder))
+        ref = GgufReference(path)
+        try:
+            verdict = check_hf_tokenizer(path, tok, label, ref)
+            add_bos = ref.add_bos
+        finally:
+            ref.close()
+        if not verdict.agree:
+            raise mismatch_error(path, verdict, label, from_registry=tok_dir is not None)
+        if tok_dir is not None:
+            folder = converted_weights(path, sha)
+        return folder, tok, label, add_bos, bos_source, {"reference": "llama.cpp", **verdict.as_json()}
+
     # ------------------------------------------------------------------ tokens
-    def _tokenize(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+    def raw_tokenize(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
 
-    def _prefix_token(self) -> int:
-        tid = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
-        return int(tid)
+    def token_text(self, token_id: int) -> str:
+        return str(self.tok.decode([token_id]))
 
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        context, continuation = split_context_whitespace(context, continuation)
-        if not context:
-            return [self._prefix_token()], self._tokenize(continuation)
-        whole = self._tokenize(context + continuation)
-        ctx = self._tokenize(context)
-        return ctx, whole[len(ctx):]
-
-    def _score_token_pairs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+    def _score_pairs(self, items: Sequence[ScorePair]) -> list[tuple[float, bool]]:
         """Score token pairs, one forward pass per prefix-tree pack (see :mod:`.packing`)."""
-        items = [truncate(ScorePair(i, list(c), list(t)), self.n_ctx) for i, (c, t) in enumerate(pairs)]
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        items = [truncate(p, self.n_ctx) for p in items]
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(items)
         longest = max((len(p.path()) for p in items), default=0)
         for pack in pack_pairs(items, max_tokens=max(PACK_TOKENS, longest), max_seqs=len(items) + 1):
             self._forward_pack(pack, results)
@@ -170,30 +291,12 @@ class TransformersBackend:
             results[r.index] = (float(total), greedy)
 
     # ------------------------------------------------------------------ protocol
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        pairs = [self._encode_pair(r.context, r.continuation) for r in requests]
-        return [LoglikelihoodResult(lp, g) for lp, g in self._score_token_pairs(pairs)]
-
-    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
-        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-
-        out = []
-        for text in texts:
-            windows = [
-                make_disjoint_window(w)
-                for w in get_rolling_token_windows(
-                    token_list=self._tokenize(text), prefix_token=self._prefix_token(),
-                    max_seq_len=self.n_ctx, context_len=1,
-                )
-            ]
-            out.append(sum(lp for lp, _ in self._score_token_pairs([(list(c), list(t)) for c, t in windows])))
-        return out
-
+    # loglikelihood, loglikelihood_rolling and count_tokens: LmEvalTokenization
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
         torch = self.torch
         out = []
         for r in requests:
-            ids = self.tok(r.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([self.tok_encode(r.prompt)], dtype=torch.long)  # BOS as in scoring
             ids = ids[:, -max(1, self.n_ctx - r.max_tokens):].to(self.device)
             torch.manual_seed(r.seed)
             kwargs: dict[str, Any] = {"max_new_tokens": r.max_tokens, "pad_token_id": self.tok.eos_token_id}
@@ -217,9 +320,6 @@ class TransformersBackend:
         if getattr(self.tok, "chat_template", None):
             return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
         return "\n".join(f"{m.role}: {m.content}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
 
     def close(self) -> None:
         self.model = None

@@ -21,11 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.metrics.intervals import Estimate, bootstrap_interval, proportion
+from harness.metrics.intervals import Estimate, bootstrap_interval, proportion, with_chance
 
 ACCURACY_CHANCE = 1 / 3
-"""Uniform choice among the three answers (two people and "unknown")."""
+"""Uniform choice among the three answers (two people and "unknown"); used when the per-item
+option counts are not known (see :func:`with_uniform_chance` for the per-item expectation)."""
 BIAS_CHANCE = 0.0
+ACCURACY_RULE = ("uniform-guess expectation: mean over items of n_targets/n_choices over lm-eval's options "
+                 "(2 people + 10 phrasings of 'unknown': 10/12 on ambiguous, 1/12 on disambiguated items)")
+BIAS_RULE = "0: a uniform guess picks either person equally often, so neither direction of bias"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,22 @@ def disamb_bias_score(items: BBQItems) -> float:
 
 def amb_bias_score(items: BBQItems) -> float:
     return float(amb_bias_rows(items, np.arange(len(items))[None, :])[0]) if len(items) else float("nan")
+
+
+def with_uniform_chance(est: dict[str, Estimate], items: BBQItems, pick: np.ndarray) -> dict[str, Estimate]:
+    """The estimates with each accuracy's uniform-guess expectation computed per item (``pick``:
+    each item's ``n_targets / n_choices`` under lm-eval's scoring) over the items it covers."""
+    pick = np.asarray(pick, dtype=float)
+    masks = {"acc": np.ones(len(items), bool), "accuracy_amb": ~items.disamb, "accuracy_disamb": items.disamb}
+    out = dict(est)
+    for name, mask in masks.items():
+        if name in out:
+            value = float(pick[mask].mean()) if mask.any() else None
+            out[name] = with_chance(out[name], value, ACCURACY_RULE)
+    for name in ("amb_bias_score", "disamb_bias_score"):
+        if name in out:
+            out[name] = with_chance(out[name], BIAS_CHANCE, BIAS_RULE)
+    return out
 
 
 def estimates(items: BBQItems, seed: int, n_resamples: int = 2000) -> dict[str, Estimate]:

@@ -14,7 +14,7 @@ resample without ambiguous items): those are dropped and counted, never silently
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,6 +40,8 @@ class Estimate:
     """Standard error: lm-eval's sample formula for proportions, the bootstrap SD otherwise."""
     undefined_resamples: int = 0
     """Bootstrap resamples on which the statistic was undefined (dropped)."""
+    chance_rule: str | None = None
+    """How ``chance`` was computed, in words (e.g. mean over items of 1/n_choices)."""
 
     def as_json(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -111,6 +113,56 @@ def bootstrap_interval(
     low, high = np.percentile(ok, [tail, 100 - tail])
     se = float(ok.std(ddof=1)) if ok.size > 1 else None
     return Estimate(value, float(low), float(high), "bootstrap", n, chance, se, undefined)
+
+
+def with_chance(est: Estimate, chance: float | None, rule: str | None) -> Estimate:
+    """The same estimate with its uniform-guess expectation and the rule that produced it."""
+    return replace(est, chance=chance, chance_rule=rule)
+
+
+def is_binary(values: Sequence[float] | np.ndarray) -> bool:
+    """Every per-item value is 0 or 1 (the metric is a proportion of items)."""
+    x = np.asarray(values, dtype=float)
+    return bool(x.size) and bool(np.all((x == 0) | (x == 1)))
+
+
+def item_mean(values: Sequence[float] | np.ndarray, *, seed: int, chance: float | None = None,
+              chance_rule: str | None = None, n_resamples: int = N_RESAMPLES) -> Estimate:
+    """A metric that is the mean of per-item values: Wilson when every value is 0/1 (a proportion:
+    acc, acc_norm, % stereotype), else the seeded percentile bootstrap of the mean over items
+    (truthfulqa_mc2's probability mass, a judged score), which stays inside the values' range."""
+    x = np.asarray(values, dtype=float)
+    if x.size and not np.all(np.isfinite(x)):
+        raise ValueError("item_mean() takes finite per-item values")
+    est = (proportion(x) if is_binary(x)
+           else bootstrap_interval(mean_statistic(x), int(x.size), seed=seed, n_resamples=n_resamples))
+    return with_chance(est, chance, chance_rule)
+
+
+def mean_of_proportions(counts: Sequence[tuple[int, int]], *, seed: int,
+                        n_resamples: int = N_RESAMPLES) -> Estimate:
+    """Unweighted mean of several tasks' proportions (``(successes, n)`` each), every task counted
+    once as in the paper's averages.  One task: its Wilson interval.  Several: the 2.5/97.5
+    percentiles of the mean of independent Jeffreys draws, Beta(k + 1/2, n - k + 1/2) per task.
+
+    Why not the item bootstrap here: a quick run often has a task with every item right (or
+    wrong), and resampling such a task never moves it, so the bootstrap interval collapses to
+    zero width; the Jeffreys interval keeps its coverage there (Brown, Cai & DasGupta 2001) and
+    every draw lies in [0, 1], so the interval does too."""
+    counts = [(int(k), int(n)) for k, n in counts if int(n) > 0]
+    if not counts:
+        return Estimate(None, None, None, "none", 0)
+    if len(counts) == 1:
+        return proportion([1.0] * counts[0][0] + [0.0] * (counts[0][1] - counts[0][0]))
+    k = np.array([c[0] for c in counts], dtype=float)
+    n = np.array([c[1] for c in counts], dtype=float)
+    value = float(np.mean(k / n))
+    rng = np.random.default_rng(seed)
+    means = rng.beta(k + 0.5, n - k + 0.5, size=(n_resamples, len(counts))).mean(axis=1)
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Estimate(value, float(min(low, value)), float(max(high, value)), "jeffreys", int(n.sum()), None,
+                    float(means.std(ddof=1)))
 
 
 def mean_statistic(values: Sequence[float] | np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -18,17 +18,23 @@ def _to_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def task_scores(rows: list[dict[str, Any]], title: str) -> str:
-    """Horizontal bars of one headline metric per task, ±1.96·stderr, reference dots, chance line.
+def _xerr(errors: list[tuple[float, float]], scale: float) -> list[list[float]]:
+    """matplotlib's asymmetric error bars (below, above) from stored interval ends."""
+    return [[scale * e[0] for e in errors], [scale * e[1] for e in errors]]
 
-    ``rows``: dicts with task, value, stderr, chance, references [(label, value)].
+
+def task_scores(rows: list[dict[str, Any]], title: str) -> str:
+    """Horizontal bars of one headline metric per task with its stored 95% interval (asymmetric:
+    Wilson or bootstrap), reference dots, and the uniform-guess expectation as a dotted tick.
+
+    ``rows``: dicts with task, value, err (below, above), chance, references [(label, value)].
     """
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * max(3, len(rows)) + 1))
     names = [r["task"] for r in rows]
     ys = list(range(len(rows)))
     vals = [100 * (r["value"] or 0) for r in rows]
-    errs = [196 * (r.get("stderr") or 0) for r in rows]
-    ax.barh(ys, vals, xerr=errs, color="#4C72B0", alpha=0.85, capsize=3, label="measured (95% CI)")
+    ax.barh(ys, vals, xerr=_xerr([r.get("err") or (0.0, 0.0) for r in rows], 100), color="#4C72B0", alpha=0.85,
+            capsize=3, label="measured (95% CI)")
     markers = ["D", "s", "^", "v", "P", "X"]
     seen: dict[str, str] = {}
     for y, r in zip(ys, rows):
@@ -41,7 +47,7 @@ def task_scores(rows: list[dict[str, Any]], title: str) -> str:
     ax.set_yticks(ys, names)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("score (%)   dotted line: chance")
+    ax.set_xlabel("score (%)   dotted line: uniform-guess expectation")
     ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
@@ -53,8 +59,9 @@ _PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#
 
 
 def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | None]],
-                   stderrs: list[list[float | None]], title: str, percent: bool = True) -> str:
-    """Grouped horizontal bars: one group per task, one bar per run, ±1.96·stderr.
+                   errors: list[list[tuple[float, float]]], title: str, percent: bool = True) -> str:
+    """Grouped horizontal bars: one group per task, one bar per run, each with its stored 95%
+    interval (``errors[r][t]`` = distances below and above the value).
 
     ``values[r][t]`` is run ``r``'s headline value on task ``t`` (``None``: the run lacks it).
     """
@@ -65,8 +72,7 @@ def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | 
     for r, label in enumerate(runs):
         ys = [t + (r - (n_runs - 1) / 2) * 0.8 / n_runs for t in range(len(tasks))]
         vals = [scale * (v or 0) for v in values[r]]
-        errs = [1.96 * scale * (e or 0) for e in stderrs[r]]
-        ax.barh(ys, vals, height=0.8 / n_runs, xerr=errs, capsize=2, label=label,
+        ax.barh(ys, vals, height=0.8 / n_runs, xerr=_xerr(errors[r], scale), capsize=2, label=label,
                 color=_PALETTE[r % len(_PALETTE)], alpha=0.9)
     ax.set_yticks(range(len(tasks)), tasks)
     ax.invert_yaxis()
@@ -78,11 +84,11 @@ def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | 
     return _to_data_uri(fig)
 
 
-def trend(labels: list[str], series: dict[str, list[tuple[int, float, float | None]]], title: str,
+def trend(labels: list[str], series: dict[str, list[tuple[int, float, tuple[float, float] | None]]], title: str,
           percent: bool = True) -> str:
-    """One line per task across stored runs (x = run, oldest first), ±1.96·stderr bars.
+    """One line per task across stored runs (x = run, oldest first), with each run's stored 95% interval.
 
-    ``series[task]`` holds (run position, value, stderr) points.  Error bars are drawn as one
+    ``series[task]`` holds (run position, value, (low, high) or None) points.  Error bars are drawn as one
     line collection and the legend sits outside, so a suite of dozens of tasks stays cheap to draw.
     """
     from matplotlib.collections import LineCollection
@@ -94,9 +100,9 @@ def trend(labels: list[str], series: dict[str, list[tuple[int, float, float | No
     for i, (task, points) in enumerate(sorted(series.items())):
         color = _PALETTE[i % len(_PALETTE)]
         ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", ms=4, label=task, color=color)
-        for x, y, se in points:
-            if se:
-                bars.append([(x, scale * (y - 1.96 * se)), (x, scale * (y + 1.96 * se))])
+        for x, _, ci in points:
+            if ci:
+                bars.append([(x, scale * ci[0]), (x, scale * ci[1])])
                 colors.append(color)
     if bars:
         ax.add_collection(LineCollection(bars, colors=colors, linewidths=1))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.report import charts
+from harness.report import charts, stats
 from harness.report.catalog import info
 from harness.report.render import environment, headline, metric_rows, now, provenance
 from harness.report.sections import SECTIONS, TaskView
@@ -74,7 +74,8 @@ def side_by_side(runs: list[RunView]) -> list[dict[str, Any]]:
     rows = []
     for task in task_names:
         per_run = [r.task(task) for r in runs]
-        metric_maps = [{m["metric"]: m for m in metric_rows(t.metrics, t.details)} if t else {} for t in per_run]
+        metric_maps = [{m["metric"]: m for m in metric_rows(t.metrics, t.details, t.samples)} if t else {}
+                       for t in per_run]
         metrics = list(dict.fromkeys(m for mm in metric_maps for m in mm))
         any_task = next(t for t in per_run if t is not None)
         for metric in metrics:
@@ -109,8 +110,15 @@ def chart(runs: list[RunView], covered: set[str] | None = None) -> str | None:
     if not tasks:
         return None
     values = [[(r.task(t).value(heads[t]) if r.task(t) else None) for t in tasks] for r in runs]
-    errs = [[(r.task(t).stderr(heads[t]) if r.task(t) else None) for t in tasks] for r in runs]
+    errs = [[_error_bar(r.task(t), heads[t]) for t in tasks] for r in runs]
     return charts.compare_scores(tasks, [r.label for r in runs], values, errs, "Headline metric per task (95% CI)")
+
+
+def _error_bar(t: TaskView | None, metric: str) -> tuple[float, float]:
+    """A task's stored interval for ``metric`` as chart error bars ((0, 0) when it has none)."""
+    if t is None:
+        return 0.0, 0.0
+    return stats.error_bar(stats.estimate(t.details, t.metrics, t.samples, metric))
 
 
 def compare_context(run_dirs: list[Path], gates: list[dict[str, Any]] | None = None) -> dict[str, Any]:

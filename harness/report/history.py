@@ -1,7 +1,7 @@
 """History: how each metric of one model moved across its stored runs (a trend chart per metric).
 
 Runs are grouped by registry model name and ordered by run id (which starts with the run's
-timestamp).  Each point carries its stderr, so a wiggle inside the error bars reads as noise.
+timestamp).  Each point carries its stored 95% interval, so a wiggle inside the error bars reads as noise.
 One page per model: ``<reports>/history/<model>.html``, linked from the index.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.report import charts
+from harness.report import charts, stats
 from harness.report.catalog import info
 from harness.store import atomic_write_text, read_json
 
@@ -40,17 +40,22 @@ def model_runs(results_root: Path) -> dict[str, list[dict[str, Any]]]:
     return by_model
 
 
-def series(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
-    """``{metric: {task: [(run position, value, stderr)]}}``."""
-    out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = defaultdict(lambda: defaultdict(list))
+Point = tuple[int, float, "tuple[float, float] | None"]
+
+
+def series(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[Point]]]:
+    """``{metric: {task: [(run position, value, (low, high) or None)]}}``: each run's stored
+    interval (none for a run that stored none; never ``value ± 1.96·stderr``)."""
+    out: dict[str, dict[str, list[Point]]] = defaultdict(lambda: defaultdict(list))
     for pos, run in enumerate(runs):
         for task, metrics in run["results"].items():
+            details = (run.get("tasks") or {}).get(task) or {}
             for key, value in metrics.items():
                 name, _, filt = key.partition(",")
                 if "_stderr" in name or isinstance(value, bool) or not isinstance(value, (int, float)):
                     continue
-                stderr = metrics.get(f"{name}_stderr,{filt}")
-                out[name][task].append((pos, float(value), stderr if isinstance(stderr, (int, float)) else None))
+                est = stats.estimate(details, metrics, None, name if filt in ("", "none") else key)
+                out[name][task].append((pos, float(value), stats.interval(est)))
     return {m: dict(t) for m, t in out.items()}
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from harness.report import charts
+from harness.report import charts, stats
 from harness.report.catalog import fmt, fmt_diff, info
 from harness.report.sections import TaskView, build_sections
-from harness.store import RunStore, atomic_write_text, read_json
+from harness.store import RunStore, atomic_write_text, contained, effective_status, planned_tasks, read_json
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_SAMPLES_SHOWN = 200
@@ -60,8 +60,17 @@ def headline(metrics: dict[str, Any], wanted: list[str] | None = None) -> str | 
     return names[0] if names else None
 
 
-def metric_rows(metrics: dict[str, Any], details: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per metric: value, 95% interval, and each reference with its source and our difference."""
+def _chart_interval(details: dict[str, Any], metrics: dict[str, Any], samples: list[dict[str, Any]],
+                    head: str) -> dict[str, Any]:
+    """The run chart's error bar and uniform-guess tick for a task's headline, from stored values."""
+    est = stats.estimate(details, metrics, samples, head)
+    return {"err": stats.error_bar(est), "chance": (est or {}).get("chance")}
+
+
+def metric_rows(metrics: dict[str, Any], details: dict[str, Any],
+                samples: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per metric: value, its stored 95% interval (:mod:`harness.report.stats`; none
+    rather than ``value ± 1.96·stderr``), and each reference with its source and our difference."""
     refs = details.get("reference") or []
     rows = []
     for key, value in metrics.items():
@@ -69,14 +78,10 @@ def metric_rows(metrics: dict[str, Any], details: dict[str, Any]) -> list[dict[s
         if "_stderr" in name or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         stderr = metrics.get(f"{name}_stderr,{filt}")
-        interval = (details.get("intervals") or {}).get(name)
-        ci = None
-        if isinstance(interval, (list, tuple)) and len(interval) == 2:
-            ci = (interval[0], interval[1])
-        elif isinstance(stderr, (int, float)):
-            ci = (value - 1.96 * stderr, value + 1.96 * stderr)
+        est = stats.estimate(details, metrics, samples, name if filt in ("", "none") else key)
+        ci = stats.interval(est)
         rows.append({
-            "metric": name, "value": value, "stderr": stderr, "ci": ci,
+            "metric": name, "value": value, "stderr": stderr, "ci": ci, "method": (est or {}).get("method"),
             "references": [{"model": r["model"], "source": r["source"], "value": r["values"][name],
                             "diff": value - r["values"][name]} for r in refs if name in r.get("values", {})],
         })
@@ -207,14 +212,14 @@ def run_context(run_dir: Path, gate: dict[str, Any] | None = None) -> dict[str, 
     for name, metrics in results.get("results", {}).items():
         details = results.get("tasks", {}).get(name, {})
         samples = store.read_samples(name)
-        tasks.append({"name": name, "details": details, "rows": metric_rows(metrics, details),
+        tasks.append({"name": name, "details": details, "rows": metric_rows(metrics, details, samples),
                       "n_samples": len(samples), **drilldown(name, metrics, details, samples)})
         views.append(TaskView(name, metrics, details, samples))
         head = headline(metrics, [details["headline"]] if details.get("headline") else None)
         if head is not None and isinstance(metrics.get(f"{head},none"), (int, float)) and info(head).percent:
             chart_rows.append({
                 "task": name, "group": details.get("group"), "value": metrics[f"{head},none"],
-                "stderr": metrics.get(f"{head}_stderr,none"), "chance": details.get("chance"),
+                **_chart_interval(details, metrics, samples, head),
                 "references": [(f"{r['model']} ({r['source']})", r["values"][head])
                                for r in details.get("reference", []) if head in r.get("values", {})],
             })
@@ -224,16 +229,35 @@ def run_context(run_dir: Path, gate: dict[str, Any] | None = None) -> dict[str, 
     chart_rows = [r for r in chart_rows if r.pop("group") not in covered]
     chart = charts.task_scores(chart_rows, f"{model}: headline metric per task") if chart_rows else None
     fallback = [t["name"] for t in tasks if (t["details"].get("data") or {}).get("origin") == "fallback"]
-    return {"run": run, "meta": meta, "tasks": tasks, "chart": chart, "fallback": fallback, "sections": sections,
+    return {"run": run, "meta": meta, "tasks": tasks, "status": effective_status(run),
+            "unfinished": unfinished(run, results), "chart": chart, "fallback": fallback, "sections": sections,
             "skipped": results.get("skipped", {}), "run_id": run_dir.name, "prov": provenance(run, results),
             "gate": gate if gate is not None else load_gate(run_dir), "model": model, "generated": now(),
             "history_href": f"../history/{history_name(model)}" if model else None}
 
 
+def unfinished(run: dict[str, Any], results: dict[str, Any]) -> dict[str, Any] | None:
+    """The banner of a run that is not a clean success: its status, the planned tasks not done,
+    the skipped ones with their reasons, and the recorded error; ``None`` for a success."""
+    status = effective_status(run)
+    if status == "success":
+        return None
+    done = set(results.get("results") or {})
+    skipped: dict[str, str] = results.get("skipped") or {}
+    planned = planned_tasks(run)
+    why = {"partial": "it finished, but some tasks were skipped",
+           "failed": "it stopped on an error",
+           "interrupted": "it was stopped before the end (a signal, or its process is gone)",
+           "running": "it is still running", "planned": "it never started"}.get(status, "its state is unknown")
+    return {"status": status, "why": why, "planned": len(planned), "done": len(done),
+            "not_done": [t for t in planned if t not in done and t not in skipped],
+            "skipped": skipped, "error": run.get("error"), "interrupted_by": run.get("interrupted_by")}
+
+
 def render_run(run_dir: Path, reports_root: Path, gate: dict[str, Any] | None = None) -> Path:
     """Write ``<reports_root>/<run-id>/index.html``; ``gate`` defaults to the run's stored gate.json."""
+    out = contained(reports_root / run_dir.resolve().name / "index.html", reports_root, "report")
     html = environment().get_template("run.html.j2").render(**run_context(run_dir, gate))
-    out = reports_root / run_dir.name / "index.html"
     atomic_write_text(out, html)
     return out
 
@@ -254,7 +278,10 @@ def render_index(results_root: Path, reports_root: Path, models: list[str] | Non
         report = reports_root / run_json.parent.name / "index.html"
         gate_path = run_json.parent / GATE_FILE
         gate = read_json(gate_path) if gate_path.exists() else None
-        runs.append({"id": run_json.parent.name, "status": run.get("status"),
+        if not isinstance(run, dict) or not isinstance(results, dict):
+            continue
+        runs.append({"id": run_json.parent.name, "status": effective_status(run),
+                     "planned": len(planned_tasks(run)), "skipped": len(results.get("skipped") or {}),
                      "model": run.get("args", {}).get("model"), "suite": run.get("args", {}).get("suite"),
                      "tasks": len(results.get("results", {})), "has_report": report.exists(),
                      "duration": run.get("duration_s"),

@@ -30,7 +30,10 @@ from harness.data import DatasetSource, mirror_path, resolve
 from harness.errors import ConfigError, DataUnavailable
 from harness.spec import DatasetRef, TaskSpec
 from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.lm_eval_rows import build_task, check_rows
 
+MAX_BOOTSTRAP = 1_000_000
+"""Most bootstrap resamples a task may ask lm-eval for (its default is 100000)."""
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 
 
@@ -104,6 +107,14 @@ def group_tree(name: str) -> GroupNode:
 def check(task: TaskSpec, path: Path) -> None:
     if not task.lm_eval_task:
         raise ConfigError(f"{path}: tasks[{task.name}].lm_eval_task: required for kind 'lm_eval'")
+    # params first: checking them is instant, lm-eval's task index takes seconds to build
+    unknown = set(task.params) - {"bootstrap_iters"}
+    if unknown:
+        raise ConfigError(f"{path}: tasks[{task.name}].params: unknown keys {sorted(unknown)} (allowed: bootstrap_iters)")
+    iters = task.params.get("bootstrap_iters", 0)
+    if not isinstance(iters, int) or isinstance(iters, bool) or not 0 <= iters <= MAX_BOOTSTRAP:
+        raise ConfigError(f"{path}: tasks[{task.name}].params.bootstrap_iters: must be a whole number "
+                          f"from 0 to {MAX_BOOTSTRAP}, got {str(iters)[:40]!r}")
     index = task_manager().task_index
     if task.lm_eval_task not in index:
         import difflib
@@ -116,9 +127,6 @@ def check(task: TaskSpec, path: Path) -> None:
         if not leaves:
             raise ConfigError(f"{path}: tasks[{task.name}].lm_eval_task: "
                               f"lm-eval group '{task.lm_eval_task}' has no tasks")
-    unknown = set(task.params) - {"bootstrap_iters"}
-    if unknown:
-        raise ConfigError(f"{path}: tasks[{task.name}].params: unknown keys {sorted(unknown)} (allowed: bootstrap_iters)")
 
 
 def eval_split(cfg: dict[str, Any]) -> str:
@@ -131,7 +139,7 @@ def point_at_data(cfg: dict[str, Any], task: TaskSpec, data_dir: Path | None,
 
     ``ref`` overrides ``task.dataset`` (a group's leaf reads its own mirror folder)."""
     split = eval_split(cfg)
-    ref = ref or task.dataset or DatasetRef(path=cfg["dataset_path"], config=cfg.get("dataset_name"), split=split)
+    ref = ref or task.dataset or DatasetRef(path=cfg["dataset_path"], config=cfg.get("dataset_name") or None, split=split)
     if ref.split != split:
         cfg["test_split"] = ref.split
         split = ref.split
@@ -241,9 +249,82 @@ def _common_details(task: TaskSpec, res: dict[str, Any], key: str) -> dict[str, 
     }
 
 
-def _chance(samples: list[dict[str, Any]]) -> float | None:
-    n_choices = [len(s["choices"]) for s in samples if s.get("choices")]
-    return (sum(1 / c for c in n_choices) / len(n_choices)) if n_choices else None
+HEADLINE_CHANCE = ("acc_norm", "acc")
+"""Whose uniform-guess expectation ``details.chance`` carries (the report's headline order)."""
+
+
+def _stats(estimates: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Details entries for a task's estimates: every metric's interval (low, high, method) and
+    uniform-guess expectation, and the headline's chance with its rule (what older readers use)."""
+    from harness.metrics.intervals import Estimate
+
+    ests: dict[str, Estimate] = estimates
+    head = next((m for m in HEADLINE_CHANCE if m in ests), next(iter(ests), None))
+    est = ests.get(head) if head else None
+    return {
+        "estimates": {k: e.as_json() for k, e in ests.items()},
+        "intervals": {k: [e.low, e.high] if e.low is not None and e.high is not None else None
+                      for k, e in ests.items()},
+        "chance": est.chance if est else None,
+        "chance_rule": est.chance_rule if est else None,
+        "interval_notes": notes,
+    }
+
+
+def _task_stats(raw: list[dict[str, Any]], results: dict[str, Any], cfg: Any, task: TaskSpec,
+                seed: int) -> dict[str, Any]:
+    """Intervals (Wilson for 0/1 items, bootstrap otherwise) and per-item chance of one task."""
+    from harness.metrics import lm_eval_items
+
+    ests, notes = lm_eval_items.task_estimates(raw, results, lm_eval_items.Scoring.of(cfg), seed=seed,
+                                               wanted=set(task.metrics) or None)
+    return _stats(ests, notes)
+
+
+def _group_stats(tree: "GroupNode", raw: dict[str, list[dict[str, Any]]], results: dict[str, Any],
+                 tasks: dict[str, Any], task: TaskSpec, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Estimates of a group (its own aggregate over its leaves, as lm-eval computes it), of each
+    subgroup and of each leaf; returns the group's details entries and ``{node: estimates}``."""
+    from harness.metrics import lm_eval_items
+
+    scoring = {leaf: lm_eval_items.Scoring.of(tasks[leaf].config) for leaf in tree.leaves()}
+    per_node: dict[str, Any] = {}
+    for leaf in tree.leaves():
+        ests, _ = lm_eval_items.task_estimates(raw.get(leaf, []), results.get(leaf, {}), scoring[leaf], seed=seed,
+                                               wanted=set(task.metrics) or None)
+        per_node[leaf] = ests
+
+    def node_estimates(node: GroupNode) -> tuple[dict[str, Any], list[str]]:
+        out: dict[str, Any] = {}
+        notes: list[str] = []
+        for key, reported in results.get(node.name, {}).items():
+            name, _, filt = key.partition(",")
+            if "_stderr" in name or not filt or not isinstance(reported, (int, float)) or isinstance(reported, bool):
+                continue
+            if task.metrics and name not in task.metrics:
+                continue
+            wbs = lm_eval_items.weight_by_size(node.aggregate, name)
+            leaves = [lm_eval_items.leaf_items(raw.get(leaf, []), name, filt, scoring[leaf]) for leaf in node.leaves()]
+            label = name if filt == "none" else key
+            if wbs is None or any(lf is None for lf in leaves):
+                notes.append(f"{node.name}: {label}: per-item values missing; no interval")
+                continue
+            est = lm_eval_items.group_estimate([lf for lf in leaves if lf is not None], wbs, seed=seed)
+            est = lm_eval_items.agree(est, reported, label)
+            if est.method == "none":
+                notes.append(f"{node.name}: {label}: leaves do not reproduce lm-eval's {reported!r}; no interval stored")
+            out[label] = est
+        return out, notes
+
+    def walk(node: GroupNode) -> None:
+        for c in node.children:
+            if isinstance(c, GroupNode):
+                per_node[c.name] = node_estimates(c)[0]
+                walk(c)
+
+    top, notes = node_estimates(tree)
+    walk(tree)
+    return _stats(top, notes), per_node
 
 
 def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
@@ -260,6 +341,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
 
         n_rows = sum(1 for _ in iter_rows(source))
     indices = ctx.choose(n_rows)
+    check_rows(build_task(copy.deepcopy(cfg), source), source, indices)  # a bad row skips this task, in one line
     res = _evaluate(task, ctx, [cfg], {task.name: indices} if indices is not None else None)
     metrics = _numeric_metrics(res["results"][task.name], set(task.metrics))
     metric_names = sorted({k.split(",")[0] for k in res["results"][task.name] if "_stderr" not in k and "," in k})
@@ -270,7 +352,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "data": source.as_json(),
         "data_note": source.describe(),
         **_common_details(task, res, task.name),
-        "chance": _chance(samples),
+        **_task_stats(res["samples"][task.name], res["results"][task.name], cfg, task, ctx.seed),
         "sample_indices": indices,
     }
     return TaskOutcome(metrics=metrics, details=details, samples=samples)
@@ -325,14 +407,12 @@ def _group_data(sources: dict[str, DatasetSource]) -> tuple[dict[str, Any], str]
 def group_tasks(task: TaskSpec, tree: GroupNode,
                 data_dir: Path | None) -> tuple[dict[str, Any], dict[str, DatasetSource]]:
     """Every leaf of the group as an lm-eval task reading its own mirror folder, with its source."""
-    from lm_eval.api.task import ConfigurableTask
-
     tasks: dict[str, Any] = {}
     sources: dict[str, DatasetSource] = {}
     for leaf in tree.leaves():
         cfg = lm_eval_yaml(leaf)
         ref = DatasetRef(path=task.dataset.path if task.dataset else cfg["dataset_path"],
-                         config=cfg.get("dataset_name"),
+                         config=cfg.get("dataset_name") or None,
                          split=task.dataset.split if task.dataset else eval_split(cfg))
         cfg, sources[leaf] = point_at_data(cfg, task, data_dir, ref)
         if sources[leaf].rows is None:  # hub: count through datasets (the offsets need sizes)
@@ -343,7 +423,7 @@ def group_tasks(task: TaskSpec, tree: GroupNode,
             sources[leaf] = replace(sources[leaf], rows=sum(1 for _ in iter_rows(sources[leaf])))
         cfg.pop("tag", None)
         cfg["task"] = leaf
-        tasks[leaf] = ConfigurableTask(config=cfg)
+        tasks[leaf] = build_task(cfg, sources[leaf])
     return tasks, sources
 
 
@@ -352,6 +432,8 @@ def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome
     tasks, sources = group_tasks(task, tree, ctx.data_dir)
     rows = {leaf: int(sources[leaf].rows or 0) for leaf in leaves}
     chosen = _group_samples(ctx, rows)
+    for leaf in leaves:
+        check_rows(tasks[leaf], sources[leaf], chosen.get(leaf) if chosen is not None else None)
     res = _evaluate(task, ctx, [build_group(tree, tasks)], chosen)
     results = res["results"]
     metrics = _numeric_metrics(results[tree.name], set(task.metrics))
@@ -380,6 +462,12 @@ def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome
                 walk(c)
 
     walk(tree)
+    group_stats, node_ests = _group_stats(tree, res["samples"], results, tasks, task, ctx.seed)
+    for name, ests in node_ests.items():
+        entry = subtasks.get(name) if name in subtasks else subgroups.get(name)
+        if entry is not None:
+            entry.update(_stats(ests, []))
+            entry.pop("interval_notes", None)
     data, note = _group_data(sources)
     details = {
         "n": len(samples),
@@ -391,7 +479,7 @@ def _run_group(task: TaskSpec, ctx: TaskContext, tree: GroupNode) -> TaskOutcome
         "aggregation": [dict(a) if isinstance(a, dict) else a for a in tree.aggregate],
         "subgroups": subgroups,
         "subtasks": subtasks,
-        "chance": _chance(samples),
+        **group_stats,
         "sample_indices": chosen,
         "subset_note": ("stratified: each subtask gets its share of the limit, at least 2 items"
                         if chosen is not None else None),

@@ -56,6 +56,22 @@ def items_from_samples(samples: list[dict[str, Any]]) -> tuple[bbq_metrics.BBQIt
     return bbq_metrics.BBQItems.of(acc, biased, non_unk, disamb), np.asarray(cats, dtype=object)
 
 
+def uniform_pick(cfg: dict[str, Any], samples: list[dict[str, Any]]) -> np.ndarray:
+    """Per item, the accuracy of a uniformly random pick among lm-eval's choices: how many of
+    them its ``doc_to_targets`` accepts, over how many it scores."""
+    from harness.metrics import lm_eval_items
+
+    targets = getattr(cfg.get("doc_to_target"), "__globals__", {}).get("doc_to_targets")
+    if targets is None:  # not lm-eval's bbq utils: no per-item target lists to count
+        return np.full(len(samples), bbq_metrics.ACCURACY_CHANCE)
+
+    def n_gold(s: dict[str, Any], n: int) -> int:
+        return len({t for t in targets(s["doc"]) if 0 <= t < n})
+
+    scoring = lm_eval_items.Scoring.of(cfg)
+    return np.array([lm_eval_items.item_chance("acc", s, scoring, n_gold) for s in samples], dtype=float)
+
+
 def _sample(s: dict[str, Any]) -> dict[str, Any]:
     rec = academic._sample_record(s, ["acc"])
     doc = s["doc"]
@@ -77,12 +93,14 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     items, cats = items_from_samples(samples)
     seed = ctx.seed
     resamples = int(task.params.get("bootstrap_resamples", 2000))
-    overall = bbq_metrics.estimates(items, seed, resamples)
+    pick = uniform_pick(cfg, samples)
+    overall = bbq_metrics.with_uniform_chance(bbq_metrics.estimates(items, seed, resamples), items, pick)
 
     all_categories = lm_eval_categories(cfg)
     in_data = sorted({r["category"] for r in rows}, key=lambda c: (all_categories + [c]).index(c))
     scored = [c for c in in_data if c in set(cats)]
-    per_category = {c: bbq_metrics.estimates(items.subset(cats == c), seed, resamples) for c in scored}
+    per_category = {c: bbq_metrics.with_uniform_chance(bbq_metrics.estimates(items.subset(cats == c), seed, resamples),
+                                                       items.subset(cats == c), pick[cats == c]) for c in scored}
     worst = agreement(overall, res, task.name)
     for c, est in per_category.items():
         worst = max(worst, agreement({f"{m}_{c}": e for m, e in est.items() if "bias" in m}, res, task.name))
@@ -99,7 +117,8 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "n": len(samples),
         "display_name": display,
         "headline": "acc",
-        "chance": bbq_metrics.ACCURACY_CHANCE,
+        "chance": overall["acc"].chance,
+        "chance_rule": overall["acc"].chance_rule,
         "estimates": as_json(overall),
         "intervals": intervals,
         "breakdown": {"by": "category", "metrics": list(METRICS),
@@ -111,9 +130,9 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "lm_eval_agreement": worst,
         "comparable": not partial,
         "caveats": _caveats(in_data, absent, not_drawn, len(all_categories)),
-        "chance_note": ("chance: accuracy 1/3 (uniform over the three answers), bias scores 0; lm-eval scores "
-                        "12 options per item (2 people + 10 phrasings of 'unknown'), so a uniform pick over "
-                        "its list would score 10/12 on ambiguous and 1/12 on disambiguated items"),
+        "chance_note": ("uniform-guess expectation, per item: lm-eval scores 12 options per item (2 people + 10 "
+                        "phrasings of 'unknown'), so a uniform pick scores 10/12 on ambiguous and 1/12 on "
+                        "disambiguated items (1/3 if the three answers were equally likely); bias scores 0"),
     }
     return TaskOutcome(metrics=metrics, details=details, samples=[_sample(s) for s in samples])
 

@@ -135,6 +135,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "display_name": str(p.get("display_name") or task.name),
         "headline": "acc",
         "chance": 1 / len(names),
+        "chance_rule": f"uniform-guess expectation: 1/{len(names)} per item (one of the {len(names)} labels)",
         "estimates": as_json(est),
         "intervals": intervals,
         "higher_is_better": directions(metrics, {"acc": True, "macro_f1": True, "recall": True}),

@@ -82,6 +82,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "release": release,
         "headline": "pct_stereotype",
         "chance": crows_metrics.PCT_STEREOTYPE_CHANCE,
+        "chance_rule": "uniform-guess expectation: 1/2 per pair (either sentence equally likely)",
         "estimates": as_json(overall),
         "intervals": intervals,
         "breakdown": {"by": "bias type", "metrics": list(METRICS),

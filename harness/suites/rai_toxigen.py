@@ -99,6 +99,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
         "display_name": str(task.params.get("display_name") or "ToxiGen"),
         "headline": "acc",
         "chance": CHANCE,
+        "chance_rule": "uniform-guess expectation: 1/2 per item (No or Yes equally likely)",
         "estimates": as_json(overall),
         "intervals": intervals,
         "breakdown": breakdown,

@@ -60,16 +60,15 @@ def _rows(db: Path) -> int:
         return 0
 
 
-def test_sigkill_halfway_then_resume_matches_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
-    args = ["--suite", "quick", "--limit", "150", "--data-dir", str(data_dir),
-            "--output", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]
+def _start_and_kill(args: list[str], results: Path, sig: signal.Signals) -> tuple[subprocess.Popen, Path]:
+    """Start a run and send ``sig`` once its cache holds 200 of its ~600 requests (mid-task)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), "--no-progress", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     deadline = time.time() + 300
     db = None
     while time.time() < deadline:
-        dirs = list((tmp_path / "r").glob("*/cache.sqlite"))
+        dirs = list(results.glob("*/cache.sqlite"))
         if dirs:
             db = dirs[0]
             if _rows(db) >= 200:  # of ~600 requests: killed well before the end
@@ -77,13 +76,56 @@ def test_sigkill_halfway_then_resume_matches_uninterrupted_run(tmp_path: Path, d
         if proc.poll() is not None:
             pytest.fail(f"run ended before it could be killed: {proc.stderr.read()[-2000:]}")
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=120)
     assert db is not None
+    return proc, db
+
+
+def _assert_shown_interrupted(run_dir: Path, reports: Path, missing: list[str]) -> None:
+    """``--report-only`` and the index show the run as interrupted, with the tasks it did not do."""
+    shown = run_cli(["--report-only", str(run_dir), "--reports", str(reports)])
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stderr.strip().splitlines()[-1].startswith("interrupted: ran 0 of 1 planned tasks")
+    html = (reports / run_dir.name / "index.html").read_text()
+    assert 'id="unfinished-banner"' in html and "Incomplete run: interrupted" in html
+    assert f'<span id="not-done">{", ".join(missing)}</span>' in html
+    index = (reports / "index.html").read_text()
+    assert 'class="status-interrupted bad">interrupted <small>(0/1 tasks)</small>' in index
+
+
+def test_sigterm_mid_task_is_interrupted_then_resume_recomputes_nothing(tmp_path: Path, data_dir: Path) -> None:
+    args = ["--suite", "quick", "--limit", "150", "--data-dir", str(data_dir),
+            "--output", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]
+    proc, db = _start_and_kill(args, tmp_path / "r", signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM
+    err = proc.stderr.read().strip().splitlines()
+    assert err[-1].startswith("error: interrupted by SIGTERM") and "Traceback" not in "\n".join(err)
+    run_dir = db.parent
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["interrupted_by"] == "SIGTERM"
+    done_before = _rows(db)
+    _assert_shown_interrupted(run_dir, tmp_path / "p", ["arc_easy"])
+
+    resumed = run_cli(["--resume", str(run_dir), "--reports", str(tmp_path / "p")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stderr.strip().splitlines()[-1] == "success: ran 1 of 1 planned tasks; 0 skipped"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "success" and run["interrupted_by"] is None
+    assert run["cache_misses"] == _rows(db) - done_before  # 0 of the requests done before SIGTERM recomputed
+    assert run["cache_hits"] >= done_before
+    assert 'id="unfinished-banner"' not in (tmp_path / "p" / run_dir.name / "index.html").read_text()
+
+
+def test_sigkill_halfway_then_resume_matches_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
+    args = ["--suite", "quick", "--limit", "150", "--data-dir", str(data_dir),
+            "--output", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]
+    _, db = _start_and_kill(args, tmp_path / "r", signal.SIGKILL)
     run_dir = db.parent
     done_before = _rows(db)
     assert not (run_dir / "results.json").exists()  # killed mid-task
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # nobody could say otherwise
+    _assert_shown_interrupted(run_dir, tmp_path / "p", ["arc_easy"])
 
     resumed = run_cli(["--resume", str(run_dir), "--reports", str(tmp_path / "p")])
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -40,11 +40,33 @@ def metrics_of(samples: list[dict[str, Any]], names: list[str]) -> dict[str, flo
     return out
 
 
+def lm_eval_log(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored records as lm-eval's per-item log shapes them (one request per choice), which
+    is what the lm_eval kind hands to :mod:`harness.metrics.lm_eval_items`."""
+    return [{**s, "arguments": [(s.get("prompt", ""), c) for c in s.get("choices") or []], "filter": "none"}
+            for s in samples]
+
+
+def kind_stats(samples: list[dict[str, Any]], metrics: dict[str, float], scoring: Any = None,
+               seed: int = 1234) -> dict[str, Any]:
+    """The interval and chance entries the lm_eval kind stores, computed by the kind's own code."""
+    from harness.metrics import lm_eval_items
+    from harness.suites.academic import _stats
+
+    scoring = scoring or lm_eval_items.Scoring("multiple_choice", None, {})
+    ests, notes = lm_eval_items.task_estimates(lm_eval_log(samples), metrics, scoring, seed=seed)
+    return _stats(ests, notes)
+
+
 def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], model: str = "fixture-model",
              metrics: list[str] | None = None, group: str = "academic", origin: str = "mirror",
              skipped: dict[str, str] | None = None, reference: list[dict[str, Any]] | None = None,
-             higher_is_better: dict[str, bool] | None = None) -> Path:
-    """Write ``root/run_id`` with run.json, results.json and samples/<task>.jsonl."""
+             higher_is_better: dict[str, bool] | None = None, legacy: bool = False,
+             scoring: Any = None) -> Path:
+    """Write ``root/run_id`` with run.json, results.json and samples/<task>.jsonl.
+
+    By default each task's details carry the intervals and chance the lm_eval kind computes
+    (``legacy=True``: a results.json written before the kinds stored them)."""
     store = RunStore(root / run_id)
     store.write_run({"status": "success", "run_id": run_id, "plan_hash": "0" * 64, "duration_s": 12.5,
                      "finished_at": "2026-01-01T00:00:00",
@@ -68,7 +90,10 @@ def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], mo
                    "data_note": f"org/{task} from the local mirror",
                    "higher_is_better": higher_is_better or {n: True for n in names},
                    "reference": reference or []}
-        store.write_task_result(task, metrics_of(samples, names), details, meta)
+        values = metrics_of(samples, names)
+        if not legacy:
+            details.update(kind_stats(samples, values, scoring))
+        store.write_task_result(task, values, details, meta)
     for task, why in (skipped or {}).items():
         store.write_skipped(task, why, meta)
     return store.dir

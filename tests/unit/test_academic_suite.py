@@ -89,7 +89,7 @@ def test_task_with_missing_data_is_skipped_with_reason_and_the_rest_run(
         encoding="utf-8")
     rc = main(["--suite", str(suite), "--limit", "2", "--data-dir", str(data_dir), "--no-progress",
                "--output", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")])
-    assert rc == 0
+    assert rc == 3  # finished, but a task was skipped: a CI job must see it (--allow-skipped makes it 0)
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-2])
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     why = results["skipped"]["not_mirrored"]

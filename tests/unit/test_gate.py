@@ -195,7 +195,7 @@ def test_cli_report_only_with_baseline_stores_the_gate(tmp_path: Path, capsys: p
     (["--compare", "{cand}"], "--compare: needs at least two different runs"),
     (["--fail-on-regression"], "--fail-on-regression: needs --baseline RUN_DIR"),
     (["--compare", "{cand}", "--baseline", "{base}", "--alpha", "2"], "--alpha 2.0: must be between 0 and 1"),
-    (["--compare", "{cand}", "--baseline", "{base}", "--regression-threshold", "-1"], "must be >= 0"),
+    (["--compare", "{cand}", "--baseline", "{base}", "--regression-threshold", "-1"], "must be a finite number >= 0"),
     (["--compare", "{cand}", "--baseline", "{base}", "--task-threshold", "arc_easy"], "expected TASK=DROP"),
     (["--compare", "{cand}", "--baseline", "{lone}", "--fail-on-regression"], "shares no task"),
 ])

@@ -192,3 +192,61 @@ def test_ladder_cycle_is_a_config_error(source: Path, tmp_path: Path) -> None:
     path.write_text("models:\n  loop: {backend: llama_cpp, weights: {ladder: {from: loop, quant: F32}}}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="cycle"):
         Registry(path).resolve("loop")
+
+
+# ----------------------------------------------------------------------------- reader limits
+def _fixtures():  # the corpus's GGUF builders, so unit tests and the CLI corpus read the same files
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import malformed_fixtures
+
+    return malformed_fixtures
+
+
+@pytest.mark.parametrize("fixture, message", [
+    ("gguf_alignment_zero", "general.alignment = 0 is not a power of two"),
+    ("gguf_alignment_three", "general.alignment = 3 is not a power of two"),
+    ("gguf_nested_arrays_10k", "arrays nested deeper than 4 levels"),
+    ("gguf_huge_kv_count", "key/value pairs (limit 65536)"),
+    ("gguf_huge_tensor_count", "tensors (limit 1048576)"),
+    ("gguf_huge_key_length", "-byte key at byte 24 (limit 65536)"),
+    ("gguf_huge_string_array", "truncated"),
+    ("gguf_too_many_dims", "has 9 dimensions (limit 4)"),
+    ("gguf_version_1", "GGUF version 1 is not supported"),
+    ("gguf_unknown_value_type", "unknown value type 77"),
+])
+def test_reader_limits_report_instead_of_crashing(tmp_path: Path, fixture: str, message: str) -> None:
+    """alignment 0 once raised ZeroDivisionError, a 10k-deep array RecursionError; each is now a
+    reported problem, found in milliseconds."""
+    import time
+
+    from harness.ladder import read_gguf_header
+
+    getattr(_fixtures(), fixture)(tmp_path)
+    t0 = time.perf_counter()
+    problem = read_gguf_header(tmp_path / "model.gguf").problem
+    assert problem is not None and message in problem, problem
+    assert time.perf_counter() - t0 < 1.0
+    with pytest.raises(ModelUnavailable) as err:
+        check_gguf_complete(tmp_path / "model.gguf")
+    assert "\n" not in err.value.one_line()
+
+
+def test_header_metadata_of_a_good_file(source: Path) -> None:
+    from harness.ladder import read_gguf_header
+
+    h = read_gguf_header(source)
+    assert h.problem is None
+    assert h.metadata["general.architecture"] == "llama" and h.metadata["llama.block_count"] == 1
+    assert h.metadata["tokenizer.ggml.tokens"] == 4  # arrays are counted, not decoded
+    assert h.metadata["tokenizer.ggml.add_bos_token"] is False
+
+
+def test_fifo_is_reported_without_opening_it(tmp_path: Path) -> None:
+    import os
+
+    from harness.ladder import read_gguf_header
+
+    os.mkfifo(tmp_path / "pipe.gguf")
+    assert read_gguf_header(tmp_path / "pipe.gguf").problem == "not a regular file"

@@ -1,71 +1,66 @@
-"""Every malformed suite or registry file gets one line naming the file and key, and exit code 2.
+"""In-process checks of the YAML limits in :mod:`harness.yaml_safe` (fast, precise timings).
 
-The cases are data: ``cases/malformed/*.yaml`` with the expected message in ``expected.json``.
+The end-to-end malformed inputs (suites, registries, GGUF files, HF folders, dataset rows, CLI
+arguments) are data in ``cases/malformed/corpus/`` and run through the real CLI in
+``test_malformed_corpus.py``; this file covers what a subprocess cannot measure well: the
+alias bomb fails in well under a second, and the limits leave our own files untouched.
 """
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.errors import ConfigError
+from harness.spec import load_registry, load_suite
+from harness.yaml_safe import MAX_NODES, load_yaml_file
 
-CASES = Path(__file__).parent / "cases" / "malformed"
-EXPECTED: dict[str, str] = json.loads((CASES / "expected.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_every_case_file_has_an_expectation() -> None:
-    files = {p.name for p in CASES.glob("*.yaml")}
-    assert files == set(EXPECTED)
-    assert len([f for f in files if f.startswith("suite_")]) >= 10
-    assert len([f for f in files if f.startswith("registry_")]) >= 5
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_malformed_file_gives_one_line_and_exit_2(name: str, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = CASES / name
-    if name.startswith("suite_"):
-        argv = ["--suite", str(path), "--output", "/nonexistent-should-not-be-written"]
-    else:
-        argv = ["--registry", str(path), "--list-models"]
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(err) == 1, err
-    line = err[0]
-    assert line.startswith(f"error: {path}: ")
-    assert EXPECTED[name] in line
+BOMB = ("name: bomb\ntasks:\n  - name: arc_easy\n    kind: lm_eval\n    lm_eval_task: arc_easy\n    params:\n"
+        "      bootstrap_iters:\n"
+        '        - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(f"        - &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+                  for p, n in zip("abcdefgh", "bcdefghi")))
 
 
-def test_unknown_model_suggests_a_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--model", "smollm2-135m-hff"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "unknown model 'smollm2-135m-hff'" in err[0] and "did you mean 'smollm2-135m-hf'" in err[0]
+def test_alias_bomb_in_bootstrap_iters_fails_in_under_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB.encode()) < 800  # the issue's 590-byte class of file
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert time.perf_counter() - t0 < 1.0
+    assert f"more than {MAX_NODES} nodes once aliases are expanded" in err.value.one_line()
 
 
-def test_unknown_suite_lists_available(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--suite", "academik"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "unknown suite 'academik'" in err and "available:" in err and "quick" in err
+def test_100k_brackets_fail_fast_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: s\ntasks: " + "[" * 100_000 + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert time.perf_counter() - t0 < 1.0
+    assert "nesting deeper than 64 levels" in err.value.one_line() and "\n" not in err.value.one_line()
 
 
-@pytest.mark.parametrize("size", ["500m", "250m", "100m"])
-def test_shakti_weights_missing_is_one_actionable_line(size: str, capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    env = f"SHAKTI_{size.upper()}_Q4_GGUF"
-    monkeypatch.delenv(env, raising=False)
-    assert main(["--model", f"shakti-{size}-q4"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert f"shakti-{size}-q4: weights not found" in err[0]
-    assert f"${env} (unset)" in err[0]
-    assert f"set {env}=" in err[0] and "--weights PATH" in err[0]
+def test_merge_keys_and_shared_anchors_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\na: {<<: *b, y: 3}\nc: [*b, *b]\n")
+    assert load_yaml_file(path) == {"base": {"x": 1, "y": 2}, "a": {"x": 1, "y": 3}, "c": [{"x": 1, "y": 2}] * 2}
 
 
-def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--resume", str(tmp_path)]) == 2
-    assert "not a run directory" in capsys.readouterr().err
+def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: s\ntasks: []\nname: t\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: duplicate key 'name' \(first at line 1\).* at line 3"):
+        load_yaml_file(path)
+
+
+def test_every_shipped_suite_and_the_registry_load() -> None:
+    """The limits are far above what our own files need (hardware.yaml uses merge keys)."""
+    for path in sorted((ROOT / "suites").glob("*.yaml")):
+        assert load_suite(path).tasks
+    assert load_registry(ROOT / "models.yaml").models

@@ -186,13 +186,16 @@ def test_tradeoff_accuracy_is_the_mean_over_the_scored_academic_tasks() -> None:
     rec.update(device="cpu", threads=2)
     one = {"arc_easy": {"metrics": {"acc,none": 0.56, "acc_stderr,none": 0.05}, "n": 100}}
     rec["accuracy"] = {"suite": "academic", "profile": "quick", "tasks": one}
-    assert _accuracy(rec) == (0.56, 0.05, 100, ["arc_easy"])
+    from harness.metrics.intervals import wilson_interval
+
+    acc, ci, n, names = _accuracy(rec)  # one task: its Wilson interval, never 0.56 ± 1.96·se
+    assert (acc, n, names) == (0.56, 100, ["arc_easy"]) and ci == pytest.approx(wilson_interval(56, 100))
     rec["accuracy"]["tasks"] = {**one, "piqa": {"metrics": {"acc,none": 0.64, "acc_stderr,none": 0.04}, "n": 100},
-                                "mmlu": {"metrics": {"acc,none": 0.24, "acc_stderr,none": 0.03}, "n": 114}}
-    mean, se, n, names = _accuracy(rec)
-    assert mean == pytest.approx((0.56 + 0.64 + 0.24) / 3)
-    assert se == pytest.approx((0.05 ** 2 + 0.04 ** 2 + 0.03 ** 2) ** 0.5 / 3)
-    assert (n, names) == (314, ["arc_easy", "piqa", "mmlu"])
+                                "mmlu": {"metrics": {"acc,none": 0.25, "acc_stderr,none": 0.03}, "n": 116}}
+    mean, ci, n, names = _accuracy(rec)
+    assert mean == pytest.approx((0.56 + 0.64 + 0.25) / 3)
+    assert 0 <= ci[0] < mean < ci[1] <= 1 and 0.05 < ci[1] - ci[0] < 0.2
+    assert (n, names) == (316, ["arc_easy", "piqa", "mmlu"])
     ctx = build([TaskView("cpu_q8", {}, {"measurement": rec, "group": "hardware"})])
     assert ctx["accuracy_label"] == accuracy_label(ctx["rows"]) == "mean accuracy over 3 academic tasks"
     assert ctx["tradeoff_chart"].startswith("data:image/png;base64,")

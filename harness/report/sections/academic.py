@@ -1,5 +1,8 @@
 """Academic section (the paper's Figures 1-3): per-task scores with 95% intervals and references.
 
+Every interval and chance level is the one the kind stored (:mod:`harness.report.stats`): Wilson
+for 0/1 items, bootstrap otherwise, and the uniform-guess expectation computed per item.
+
 One headline metric per task, chosen the way the common leaderboards report these benchmarks:
 ``acc_norm`` where lm-eval defines it (HellaSwag, ARC, PIQA), else ``acc`` (MMLU, WinoGrande,
 BoolQ, SIQA); the full table below the chart has every metric.  A reference dot is drawn only
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.report import charts
+from harness.report import charts, stats
 from harness.report.catalog import fmt
 from harness.report.sections import TaskView
 
@@ -32,10 +35,8 @@ def headline(t: TaskView) -> str | None:
     return names[0] if names else None
 
 
-def _interval(value: float | None, stderr: float | None) -> tuple[float, float] | None:
-    if value is None or stderr is None:
-        return None
-    return (value - 1.96 * stderr, value + 1.96 * stderr)
+def _estimate(t: TaskView, metric: str) -> dict[str, Any] | None:
+    return stats.estimate(t.details, t.metrics, t.samples, metric)
 
 
 def _references(t: TaskView, metric: str) -> list[dict[str, Any]]:
@@ -49,11 +50,13 @@ def task_row(t: TaskView) -> dict[str, Any] | None:
     head = headline(t)
     if head is None:
         return None
-    value, stderr = t.value(head), t.stderr(head)
-    return {"task": t.name, "metric": head, "value": value, "stderr": stderr,
-            "ci": _interval(value, stderr), "n": t.details.get("n"), "n_total": t.details.get("n_total"),
-            "chance": t.details.get("chance"), "references": _references(t, head),
-            "shown": {"value": fmt(head, value), "ci": _fmt_ci(head, _interval(value, stderr))}}
+    value, est = t.value(head), _estimate(t, head)
+    ci = stats.interval(est)
+    return {"task": t.name, "metric": head, "value": value, "stderr": t.stderr(head), "ci": ci,
+            "err": stats.error_bar(est), "method": (est or {}).get("method") or "none",
+            "n": t.details.get("n"), "n_total": t.details.get("n_total"),
+            "chance": (est or {}).get("chance"), "chance_rule": (est or {}).get("chance_rule"),
+            "references": _references(t, head), "shown": {"value": fmt(head, value), "ci": _fmt_ci(head, ci)}}
 
 
 def _fmt_ci(metric: str, ci: tuple[float, float] | None) -> str:
@@ -66,17 +69,19 @@ def subtask_table(t: TaskView) -> dict[str, Any] | None:
     if not subtasks:
         return None
     metric = headline(t) or "acc"
-    key, se_key = f"{metric},none", f"{metric}_stderr,none"
+    key = f"{metric},none"
 
-    def row(name: str, d: dict[str, Any]) -> dict[str, Any]:
-        v, se = d.get(key), d.get(se_key)
+    def row(name: str, d: dict[str, Any], samples: list[dict[str, Any]], leaf: str | None) -> dict[str, Any]:
+        v = d.get(key)
         v = v if isinstance(v, (int, float)) else None
-        se = se if isinstance(se, (int, float)) else None
+        est = stats.estimate(d, d, samples, metric, subtask=leaf)
         return {"name": d.get("alias") or name, "task": name, "value": fmt(metric, v), "raw": v,
-                "ci": _fmt_ci(metric, _interval(v, se)), "n": d.get("n"), "n_total": d.get("n_total")}
+                "ci": _fmt_ci(metric, stats.interval(est)), "method": (est or {}).get("method") or "none",
+                "chance": (est or {}).get("chance"), "n": d.get("n"), "n_total": d.get("n_total")}
 
-    subs = sorted((row(k, d) for k, d in subtasks.items()), key=lambda r: -(r["raw"] or 0))
-    groups = [row(k, d) | {"size": len(d.get("subtasks") or [])}
+    subs = sorted((row(k, d, t.samples, k) for k, d in subtasks.items()), key=lambda r: -(r["raw"] or 0))
+    groups = [row(k, d, [s for s in t.samples if s.get("subtask") in set(d.get("subtasks") or [])], None)
+              | {"size": len(d.get("subtasks") or [])}
               for k, d in (t.details.get("subgroups") or {}).items()]
     return {"task": t.name, "metric": metric, "subtasks": subs, "subgroups": groups,
             "note": t.details.get("subset_note")}
@@ -87,7 +92,7 @@ def build(tasks: list[TaskView]) -> dict[str, Any]:
     chart = None
     if rows:
         chart = _chart([f"{r['task']} ({r['metric']})" for r in rows], ["measured"],
-                       [[r["value"] for r in rows]], [[r["stderr"] for r in rows]],
+                       [[r["value"] for r in rows]], [[r["err"] for r in rows]],
                        {f"{r['task']} ({r['metric']})": [(x["label"], x["value"]) for x in r["references"]]
                         for r in rows},
                        [r["chance"] for r in rows], "Academic benchmarks")
@@ -96,9 +101,10 @@ def build(tasks: list[TaskView]) -> dict[str, Any]:
 
 
 def _chart(tasks: list[str], labels: list[str], values: list[list[float | None]],
-           stderrs: list[list[float | None]], refs: dict[str, list[tuple[str, float]]],
+           errors: list[list[tuple[float, float]]], refs: dict[str, list[tuple[str, float]]],
            chance: list[float | None], title: str) -> str:
-    """Horizontal bars per task (one per run, ±1.96·stderr), chance as a dotted tick, published
+    """Horizontal bars per task (one per run) with each stored 95% interval (asymmetric: Wilson or
+    bootstrap, inside [0, 100]), the uniform-guess expectation as a dotted tick, published
     references as black markers; the legend sits under the axes so it never hides a bar."""
     plt = charts.plt
     n = max(1, len(labels))
@@ -107,12 +113,14 @@ def _chart(tasks: list[str], labels: list[str], values: list[list[float | None]]
     for r, label in enumerate(labels):
         ys = [i + (r - (n - 1) / 2) * width for i in range(len(tasks))]
         ax.barh(ys, [100 * (v or 0) for v in values[r]], height=width,
-                xerr=[196 * (e or 0) for e in stderrs[r]], capsize=2, label=f"{label} (95% CI)",
+                xerr=[[100 * e[0] for e in errors[r]], [100 * e[1] for e in errors[r]]], capsize=2,
+                label=f"{label} (95% CI)",
                 color=PALETTE[r % len(PALETTE)], alpha=0.9)
     for i, c in enumerate(chance):
         if c is not None:
             ax.plot([100 * c] * 2, [i - 0.45, i + 0.45], color="grey", ls=":", lw=1.5,
-                    label="chance" if i == next(k for k, x in enumerate(chance) if x is not None) else None)
+                    label="uniform-guess expectation"
+                    if i == next(k for k, x in enumerate(chance) if x is not None) else None)
     markers: dict[str, str] = {}
     for i, task in enumerate(tasks):
         for label, value in refs.get(task, []):
@@ -153,21 +161,22 @@ def build_compare(runs: Sequence[Any]) -> dict[str, Any] | None:
         for m in by_run:
             t = m.get(name)
             v = t.value(metric) if t else None
-            se = t.stderr(metric) if t else None
-            cells.append({"raw": v, "stderr": se, "value": fmt(metric, v), "ci": _fmt_ci(metric, _interval(v, se)),
-                          "n": t.details.get("n") if t else None})
+            est = _estimate(t, metric) if t else None
+            cells.append({"raw": v, "stderr": t.stderr(metric) if t else None, "err": stats.error_bar(est),
+                          "value": fmt(metric, v), "ci": _fmt_ci(metric, stats.interval(est)),
+                          "method": (est or {}).get("method") or "none", "n": t.details.get("n") if t else None})
         base = cells[0]["raw"]
         for c in cells[1:]:
             c["diff"] = (f"{100 * (c['raw'] - base):+.1f} pt" if c["raw"] is not None and base is not None else "")
         refs = _references(present[0], metric)
         rows.append({"task": name, "metric": metric, "label": f"{name} ({metric})", "cells": cells,
-                     "chance": present[0].details.get("chance"),
+                     "chance": (_estimate(present[0], metric) or {}).get("chance"),
                      "references": [r | {"shown": fmt(metric, r["value"])} for r in refs]})
     if not rows:
         return None
     chart = _chart([r["label"] for r in rows], labels,
                    [[r["cells"][i]["raw"] for r in rows] for i in range(len(labels))],
-                   [[r["cells"][i]["stderr"] for r in rows] for i in range(len(labels))],
+                   [[r["cells"][i]["err"] for r in rows] for i in range(len(labels))],
                    {r["label"]: [(x["label"], x["value"]) for x in r["references"]] for r in rows},
                    [r["chance"] for r in rows], "Academic benchmarks by run")
     return {"runs": labels, "rows": rows, "chart": chart}

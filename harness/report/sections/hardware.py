@@ -32,20 +32,38 @@ def _timing(rec: dict[str, Any], key: str) -> tuple[float | None, float | None]:
     return (t["tps_mean"], t["tps_sd"]) if t else (None, None)
 
 
-def _accuracy(rec: dict[str, Any]) -> tuple[float | None, float | None, int | None, list[str]]:
+ACCURACY_SEED = 1234
+
+
+def _accuracy(rec: dict[str, Any]) -> tuple[float | None, tuple[float, float] | None, int | None, list[str]]:
     """Accuracy on the academic tasks scored with this model: one task's ``acc``, or with several
-    the unweighted mean over tasks (each task counts once, as in the paper's averages), its
-    standard error from the per-task ones (independent subsets), and the items scored in all."""
+    the unweighted mean over tasks (each task counts once, as in the paper's averages), its 95%
+    interval, and the items scored in all.
+
+    The interval is the stored one for a single task when the record has it; otherwise it is
+    rebuilt from each task's stored accuracy and n (its success count) with
+    :func:`harness.metrics.intervals.mean_of_proportions`: Wilson for one task, a stratified
+    bootstrap for the mean, so it stays inside [0, 1].  A task whose accuracy is not a count
+    over its n items (not a 0/1 metric) leaves the mean without an interval."""
+    from harness.metrics.intervals import mean_of_proportions
+
     tasks = (rec.get("accuracy") or {}).get("tasks") or {}
-    accs = [(name, (t.get("metrics") or {}), t.get("n") or 0) for name, t in tasks.items()]
-    accs = [(name, m["acc,none"], m.get("acc_stderr,none") or 0.0, n) for name, m, n in accs
-            if isinstance(m.get("acc,none"), (int, float))]
+    accs = [(name, t, (t.get("metrics") or {}).get("acc,none"), int(t.get("n") or 0)) for name, t in tasks.items()]
+    accs = [(name, t, a, n) for name, t, a, n in accs if isinstance(a, (int, float)) and not isinstance(a, bool)]
     if not accs:
         return None, None, None, []
-    k = len(accs)
-    mean = sum(a for _, a, _, _ in accs) / k
-    se = (sum(s * s for _, _, s, _ in accs) ** 0.5) / k
-    return mean, se, sum(n for *_, n in accs), [name for name, *_ in accs]
+    mean = sum(a for _, _, a, _ in accs) / len(accs)
+    ci: tuple[float, float] | None = None
+    stored = ((accs[0][1].get("estimates") or {}).get("acc") or {}) if len(accs) == 1 else {}
+    if stored.get("low") is not None and stored.get("high") is not None:
+        ci = (float(stored["low"]), float(stored["high"]))
+    else:
+        counts = [(round(a * n), n) for _, _, a, n in accs]
+        if all(n > 0 and abs(k - a * n) < 1e-6 for (k, n), (_, _, a, _) in zip(counts, accs)):
+            est = mean_of_proportions(counts, seed=ACCURACY_SEED)
+            if est.low is not None and est.high is not None:
+                ci = (est.low, est.high)
+    return mean, ci, sum(n for *_, n in accs), [name for name, *_ in accs]
 
 
 def accuracy_label(rows: list[dict[str, Any]]) -> str:
@@ -59,7 +77,7 @@ def accuracy_label(rows: list[dict[str, Any]]) -> str:
 def row(task: str, rec: dict[str, Any], origin: str) -> dict[str, Any]:
     pp, pp_sd = _timing(rec, "pp")
     tg, tg_sd = _timing(rec, "tg")
-    acc, acc_se, acc_n, acc_tasks = _accuracy(rec)
+    acc, acc_ci, acc_n, acc_tasks = _accuracy(rec)
     mem = rec.get("memory") or {}
     peak, base = mem.get("peak_rss_bytes"), mem.get("rss_baseline_bytes")
     cuda = mem.get("cuda") or {}
@@ -78,7 +96,7 @@ def row(task: str, rec: dict[str, Any], origin: str) -> dict[str, Any]:
         "reps": ((rec.get("timings") or {}).get("tg") or {}).get("reps"),
         "roofline": (rec.get("roofline") or {}).get("fraction"),
         "ceiling": (rec.get("roofline") or {}).get("ceiling_tps"),
-        "acc": acc, "acc_stderr": acc_se, "acc_n": acc_n, "acc_tasks": acc_tasks, "threads": rec.get("threads"),
+        "acc": acc, "acc_ci": acc_ci, "acc_n": acc_n, "acc_tasks": acc_tasks, "threads": rec.get("threads"),
         "load_avg": ((rec.get("load_avg") or {}).get("before") or [None])[0],
         "generation": (rec.get("generation") or {}).get("text"), "notes": rec.get("notes") or [],
         "bandwidth": rec.get("bandwidth") or {},
@@ -177,8 +195,9 @@ def tradeoff_chart(rows: list[dict[str, Any]]) -> str | None:
             if x is None:
                 continue
             color = "#4C72B0" if r["backend"] == "llama_cpp" else "#DD8452"
-            ax.errorbar([x], [100 * r["acc"]], yerr=[196 * (r["acc_stderr"] or 0)], fmt="o", color=color, capsize=3,
-                        alpha=0.8)
+            ci = r["acc_ci"] or (r["acc"], r["acc"])
+            ax.errorbar([x], [100 * r["acc"]], yerr=[[100 * (r["acc"] - ci[0])], [100 * (ci[1] - r["acc"])]], fmt="o",
+                        color=color, capsize=3, alpha=0.8)
             # neighbours sit close together: stagger the labels vertically so they stay readable
             ax.annotate(r["label"].replace("llama.cpp ", "").replace("transformers ", "hf "), (x, 100 * r["acc"]),
                         xytext=(4, -14 + 10 * (i % 4)), textcoords="offset points", fontsize=7.5, color=color)

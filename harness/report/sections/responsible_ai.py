@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from harness.report import stats
 from harness.report.catalog import info
 from harness.report.sections import TaskView
 
@@ -63,16 +64,13 @@ def _ci(metric: str, est: dict[str, Any] | None) -> str:
 
 
 def _estimate(t: TaskView, metric: str) -> dict[str, Any] | None:
-    """A stored estimate, or one rebuilt from lm-eval's value ± 1.96·stderr for other kinds."""
-    est = (t.details.get("estimates") or {}).get(metric)
-    if est is not None:
-        return est
-    value, se = t.value(metric), t.stderr(metric)
-    if value is None:
-        return None
-    return {"value": value, "low": None if se is None else value - 1.96 * se,
-            "high": None if se is None else value + 1.96 * se, "method": "normal" if se is not None else "none",
-            "n": t.details.get("n"), "chance": t.details.get("chance") if metric == t.details.get("headline") else None}
+    """The stored estimate (:mod:`harness.report.stats`: a kind's own, or for a task of another
+    kind its stored interval or one recomputed from its stored per-item values; never value ± 1.96·se)."""
+    est = stats.estimate(t.details, t.metrics, t.samples, metric)
+    if est is not None and est.get("chance") is None and metric == t.details.get("headline") \
+            and not (t.details.get("estimates") or {}).get(metric):
+        est["chance"], est["chance_rule"] = stats.legacy_chance(t.details)
+    return est
 
 
 def cell(metric: str, est: dict[str, Any] | None) -> dict[str, Any]:
@@ -82,7 +80,7 @@ def cell(metric: str, est: dict[str, Any] | None) -> dict[str, Any]:
     chance = est.get("chance")
     return {"value": fmt(metric, est.get("value")), "ci": _ci(metric, est), "method": est.get("method") or "",
             "n": est.get("n") if est.get("n") is not None else "", "raw": est.get("value"),
-            "chance": fmt(metric, chance) if chance is not None else "n/a",
+            "chance": fmt(metric, chance) if chance is not None else "n/a", "chance_rule": est.get("chance_rule") or "",
             "undefined": est.get("undefined_resamples") or 0}
 
 
@@ -217,7 +215,7 @@ def breakdown_chart(t: TaskView, panels: Sequence[str]) -> str | None:
         overall = _estimate(t, metric) or {}
         chance = overall.get("chance")
         if chance is not None:
-            ax.axvline(scale * chance, color="grey", ls=":", lw=1.5, label="chance")
+            ax.axvline(scale * chance, color="grey", ls=":", lw=1.5, label="uniform-guess expectation")
         if overall.get("value") is not None:
             ax.axvline(scale * overall["value"], color="#C44E52", ls="--", lw=1.2, label="pooled")
         if metric in SIGNED:
