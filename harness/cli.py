@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(saved, dict):
             raise RunFileError(f"{store.run_json}: no 'args' object (not written by this harness?)",
                                "start a new run instead of --resume")
-        if process_alive(stored):
+        if stored.get("status") == "running" and process_alive(stored):  # a live run, not a finished one
             raise ConfigError(f"--resume {run_dir}: the run is still running (pid {stored['process']['pid']})",
                               "wait for it to finish or stop it first")
         check_conflicts(run_dir, explicit_options(build_parser, args.argv), saved)

@@ -97,7 +97,7 @@ class ModelPool:
     """Loads registry models on demand (the model under test, judges, ladder rungs), once each."""
 
     def __init__(self, registry: Registry, cache: RequestCache, seed: int, progress: bool = True,
-                 load: Loader = load_backend) -> None:
+                 load: Loader | None = None) -> None:
         self.registry = registry
         self.progress = progress
         self.cache = cache
@@ -109,7 +109,7 @@ class ModelPool:
         if name not in self._loaded:
             model = resolved or self.registry.resolve(name)
             t0 = time.perf_counter()
-            backend = self.load(model, self.seed)
+            backend = (self.load or load_backend)(model, self.seed)  # looked up now, so it can be patched
             log(f"loaded {name} ({model.entry.backend}, {backend.info.quant}) in {time.perf_counter() - t0:.1f}s")
             self._loaded[name] = CachedBackend(backend, self.cache, progress=self.progress)
         return self._loaded[name]
@@ -158,7 +158,7 @@ def error_summary(exc: BaseException) -> str:
 
 def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedModel,
             progress: bool = True, on_task: Callable[[str], None] | None = None,
-            load: Loader = load_backend) -> dict[str, Any]:
+            load: Loader | None = None) -> dict[str, Any]:
     """Run every unfinished task of ``plan`` into ``store``; returns the results.json content.
 
     ``load`` builds a backend from a resolved model (tests pass a plumbing backend)."""
