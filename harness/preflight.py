@@ -12,13 +12,12 @@ which has its own limits) or the HF folder's ``config.json`` this checks:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ModelUnavailable
-from harness.registry import ResolvedModel
+from harness.registry import ResolvedModel, read_hf_config
 
 KV_CONTEXTS = 2
 """The llama.cpp backend holds two contexts of ``n_ctx`` (generation and scoring)."""
@@ -68,22 +67,7 @@ def gguf_facts(path: Path) -> dict[str, Any]:
 
 def hf_facts(folder: Path) -> dict[str, Any]:
     """Trained context from an HF folder's ``config.json``, after checking the folder is a model."""
-    if not any(folder.iterdir()):
-        raise ModelUnavailable(f"{folder}: empty folder, not a transformers model (no config.json)",
-                               "point --weights or 'path:' at a folder saved with save_pretrained")
-    config = folder / "config.json"
-    if not config.is_file():
-        raise ModelUnavailable(f"{folder}: not a transformers model folder (no config.json)",
-                               "point --weights or 'path:' at a folder saved with save_pretrained")
-    try:
-        data = json.loads(config.read_bytes()[: 1 << 22].decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ModelUnavailable(f"{config}: not UTF-8 text", "re-download the model folder") from None
-    except json.JSONDecodeError as exc:
-        raise ModelUnavailable(f"{config}: invalid JSON at line {exc.lineno} ({exc.msg})",
-                               "re-download the model folder") from None
-    if not isinstance(data, dict):
-        raise ModelUnavailable(f"{config}: must be a JSON object, got {type(data).__name__}")
+    data = read_hf_config(folder)
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
         raise ModelUnavailable(f"{folder}: no tokenizer ({', '.join(TOKENIZER_FILES)})",
                                "save the tokenizer into the folder too")

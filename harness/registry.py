@@ -161,10 +161,33 @@ def entry_for_path(path: Path) -> tuple[str, ModelEntry]:
     return path.name, entry
 
 
-def weights_facts(path: Path, fmt: str) -> dict[str, object]:
-    """Architecture and vocabulary size the weights declare, read without loading them."""
+def read_hf_config(folder: Path) -> dict[str, object]:
+    """An HF model folder's ``config.json`` as a dict, or one line saying why it is not one.
+
+    The one reader of it for the identity check here and :func:`harness.preflight.hf_facts`."""
     import json
 
+    if not any(folder.iterdir()):
+        raise ModelUnavailable(f"{folder}: empty folder, not a transformers model (no config.json)",
+                               "point --weights or 'path:' at a folder saved with save_pretrained")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelUnavailable(f"{folder}: not a transformers model folder (no config.json)",
+                               "point --weights or 'path:' at a folder saved with save_pretrained")
+    try:
+        data = json.loads(config.read_bytes()[: 1 << 22].decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelUnavailable(f"{config}: not UTF-8 text", "re-download the model folder") from None
+    except json.JSONDecodeError as exc:
+        raise ModelUnavailable(f"{config}: invalid JSON at line {exc.lineno} ({exc.msg})",
+                               "re-download the model folder") from None
+    if not isinstance(data, dict):
+        raise ModelUnavailable(f"{config}: must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def weights_facts(path: Path, fmt: str) -> dict[str, object]:
+    """Architecture and vocabulary size the weights declare, read without loading them."""
     if path.is_file() and fmt == "hf" and path.suffix != ".gguf":
         return {}  # not weights of this format at all: harness.preflight says so, naming the entry
     if path.is_file():
@@ -172,14 +195,7 @@ def weights_facts(path: Path, fmt: str) -> dict[str, object]:
 
         f = gguf_facts(path)
         return {"architecture": f.architecture, "vocab_size": f.vocab_size}
-    cfg_path = path / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(cfg, dict):
-        raise ModelUnavailable(f"{cfg_path}: must be a JSON object, got {type(cfg).__name__}",
-                               "point the entry at a transformers model folder (config.json from save_pretrained)")
+    cfg = read_hf_config(path)
     return {"architecture": cfg.get("model_type"), "vocab_size": cfg.get("vocab_size")}
 
 
