@@ -27,7 +27,7 @@ from harness.backends.base import Backend
 from harness.cache import CachedBackend, RequestCache
 from harness.errors import DataRowError, DataUnavailable, ShaktiError
 from harness.plan import RunPlan
-from harness.registry import Registry, ResolvedModel
+from harness.registry import Registry, ResolvedModel, expand_path
 from harness.store import RunStore, effective_status, planned_tasks, process_identity
 from harness.suites import kind_module
 from harness.suites.base import TaskContext
@@ -45,12 +45,7 @@ def load_backend(model: ResolvedModel, seed: int = 1234) -> Backend:
 def entry_tokenizer(model: ResolvedModel) -> Path | None:
     """The entry's ``tokenizer:`` folder, relative to the registry file that declares it."""
     raw = model.entry.tokenizer
-    if not raw:
-        return None
-    import os
-
-    path = Path(os.path.expandvars(os.path.expanduser(raw)))
-    return path if path.is_absolute() else model.registry_path.parent / path
+    return expand_path(raw, model.registry_path.parent) if raw else None
 
 
 Loader = Callable[[ResolvedModel, int], Backend]

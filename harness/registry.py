@@ -237,7 +237,8 @@ def require_regular(path: Path, what: str) -> None:
                                "pass a .gguf file or a model folder")
 
 
-def _expand(raw: str, base: Path) -> Path:
+def expand_path(raw: str, base: Path) -> Path:
+    """``~`` and ``$VARS`` expanded; a relative path is taken from ``base`` (the registry file's folder)."""
     path = Path(os.path.expandvars(os.path.expanduser(raw)))
     return path if path.is_absolute() else (base / path)
 
@@ -279,21 +280,21 @@ def find_weights(
     w = entry.weights
     base = registry_path.parent
     if override:
-        path = _expand(override, Path.cwd())
+        path = expand_path(override, Path.cwd())
         if path.exists():
             return path.resolve(), "--weights"
         raise ModelUnavailable(f"{name}: --weights {override}: no such file or folder")
     if w.env:
         value = os.environ.get(w.env)
         if value:
-            path = _expand(value, Path.cwd())
+            path = expand_path(value, Path.cwd())
             if path.exists():
                 return path.resolve(), f"env {w.env}"
             tried.append(f"${w.env}={value} (does not exist)")
         else:
             tried.append(f"${w.env} (unset)")
     if w.path:
-        path = _expand(w.path, base)
+        path = expand_path(w.path, base)
         if path.exists():
             return path.resolve(), f"path {w.path}"
         tried.append(f"path {path}")
