@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         entry = resolved.entry.model_copy(update={"n_threads": args.threads} if args.threads else {})
         t0 = time.perf_counter()
         backend = load_backend(dataclasses.replace(resolved, entry=entry))
-        bench = make_bench(backend, args.threads)
+        bench = make_bench(backend, args.threads, n_ctx=args.pp + args.tg)
         benches[name] = (backend, bench)
         print(f"loaded {name:<22} {backend.info.backend:<12} {backend.info.quant:<8} in {time.perf_counter() - t0:5.1f}s",
               file=sys.stderr)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from harness.backends.base import (
     Backend,
     ChatMessage,
+    ChatRequest,
     GenerateRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
@@ -34,6 +35,10 @@ from harness.store import RunFileError
 
 R = TypeVar("R")
 CHUNK = 32
+"""Requests handed to the backend (and committed) together, unless the backend asks for another
+count (``request_chunk``: a GPU backend wants thousands at once to batch them).  Fixed per
+backend, never adapted to timing: llama.cpp's CPU scores move with how a batch is composed, so
+a chunk size that followed the machine's speed would make a run's numbers depend on it."""
 
 
 @contextmanager
@@ -145,8 +150,9 @@ class CachedBackend:
         bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc,
                    disable=not self.progress or len(todo) == 0, unit="req", leave=False)
         try:
-            for start in range(0, len(todo), CHUNK):
-                idx = todo[start : start + CHUNK]
+            chunk = max(1, int(getattr(self.inner, "request_chunk", CHUNK) or CHUNK))
+            for start in range(0, len(todo), chunk):
+                idx = todo[start : start + chunk]
                 results = compute([requests[i] for i in idx])
                 self.cache.put_many({keys[i]: encode(r) for i, r in zip(idx, results)})
                 for i, r in zip(idx, results):
@@ -172,6 +178,9 @@ class CachedBackend:
 
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
         return self._run("generate_until", requests, self.inner.generate_until, str, str, "generate")
+
+    def generate_chat(self, requests: Sequence[ChatRequest]) -> list[str]:
+        return self._run("generate_chat", requests, self.inner.generate_chat, str, str, "chat")
 
     def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
         return self.inner.apply_chat_template(messages, add_generation_prompt)

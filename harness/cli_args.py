@@ -31,7 +31,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Value checks on parsed options, before anything is read or written."""
     from harness.spec import MAX_LIMIT
 
-    for flag in ("model", "weights", "data_dir", "registry", "profile", "output", "reports"):
+    for flag in ("model", "weights", "data_dir", "registry", "profile", "output", "reports", "judge"):
         value = getattr(args, flag, None)
         if value is not None and not str(value).strip():  # '' would silently mean "the default"
             raise ConfigError(f"--{flag.replace('_', '-')} '': empty value", "pass a value or leave the option out")

@@ -47,3 +47,11 @@ class DataRowError(ShaktiError):
 def pip_hint(extra: str, packages: str) -> str:
     """The one place that spells the install command for an optional feature."""
     return f"install it with: pip install -e '.[{extra}]' (or pip install {packages})"
+
+
+class ServerUnreachable(ShaktiError):
+    """A served model's endpoint stopped answering (connection refused, timeouts) after retries."""
+
+
+class ServerError(ShaktiError):
+    """A served model's endpoint answered, but not with what the request needs."""

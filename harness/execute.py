@@ -12,6 +12,7 @@ traceback) or ``interrupted`` (SIGTERM/SIGINT: :class:`RunInterrupted`, exit 128
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import signal
 import sys
 import threading
@@ -22,30 +23,15 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 from harness import provenance
-from harness.backends import backend_class
+from harness.backends import load_backend
 from harness.backends.base import Backend
 from harness.cache import CachedBackend, RequestCache
 from harness.errors import DataRowError, DataUnavailable, ShaktiError
 from harness.plan import RunPlan
-from harness.registry import Registry, ResolvedModel, expand_path
+from harness.registry import Registry, ResolvedModel
 from harness.store import RunStore, effective_status, planned_tasks, process_identity
 from harness.suites import kind_module
 from harness.suites.base import TaskContext
-
-
-def load_backend(model: ResolvedModel, seed: int = 1234) -> Backend:
-    """Instantiate the registered backend for a resolved registry entry."""
-    e = model.entry
-    cls = backend_class(e.backend)
-    return cls(model.name, model.weights, format=e.format, dtype=e.dtype, device=e.device,
-               n_ctx=e.n_ctx, n_threads=e.n_threads, seed=seed, add_bos_token=e.add_bos_token,
-               tokenizer=entry_tokenizer(model))
-
-
-def entry_tokenizer(model: ResolvedModel) -> Path | None:
-    """The entry's ``tokenizer:`` folder, relative to the registry file that declares it."""
-    raw = model.entry.tokenizer
-    return expand_path(raw, model.registry_path.parent) if raw else None
 
 
 Loader = Callable[[ResolvedModel, int], Backend]
@@ -109,6 +95,11 @@ class ModelPool:
             self._loaded[name] = CachedBackend(backend, self.cache, progress=self.progress)
         return self._loaded[name]
 
+    def failed_requests(self) -> list[dict[str, Any]]:
+        """Every failed request attempt of a served model (retried or fatal), per model name."""
+        return [{"model": name, **f} for name, b in self._loaded.items()
+                for f in getattr(b.inner, "failures", None) or []]
+
     def close(self) -> None:
         for b in self._loaded.values():
             b.close()
@@ -153,10 +144,11 @@ def error_summary(exc: BaseException) -> str:
 
 def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedModel,
             progress: bool = True, on_task: Callable[[str], None] | None = None,
-            load: Loader | None = None) -> dict[str, Any]:
+            load: Loader | None = None, only: set[str] | None = None) -> dict[str, Any]:
     """Run every unfinished task of ``plan`` into ``store``; returns the results.json content.
 
-    ``load`` builds a backend from a resolved model (tests pass a plumbing backend)."""
+    ``load`` builds a backend from a resolved model (tests pass a plumbing backend); ``only``
+    limits the run to those tasks (the Ray merge replays its split tasks, see harness.shards)."""
     started = time.time()
     with interrupt_handlers():
         pool: ModelPool | None = None
@@ -168,7 +160,7 @@ def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedM
                              resumed_at=_dt.datetime.now().isoformat() if finished else None)
             cache = RequestCache(store.cache_path)
             pool = ModelPool(registry, cache, plan.seed, progress, load)
-            _run_tasks(plan, store, pool, model, finished, on_task)
+            _run_tasks(plan, store, pool, model, finished, on_task, only)
             skipped = store.read_results().get("skipped") or {}
             store.update_run(status="partial" if skipped else "success",
                              finished_at=_dt.datetime.now().isoformat(),
@@ -189,10 +181,38 @@ def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedM
             raise
         finally:
             if pool is not None:
+                _write_failures(store, pool)
                 pool.close()
             if cache is not None:
                 cache.close()
     return store.read_results()
+
+
+@contextmanager
+def _gpu_monitor(backend: Backend) -> Iterator[Any]:
+    """NVML sampling while a task runs on a CUDA model (:class:`harness.gpu_stats.GpuMonitor`);
+    nothing on CPU, or where NVML cannot be read."""
+    if getattr(backend.info, "device", "cpu") != "cuda":
+        yield None
+        return
+    from harness.gpu_stats import GpuMonitor
+
+    with GpuMonitor() as monitor:
+        yield monitor
+
+
+def _write_failures(store: RunStore, pool: ModelPool) -> None:
+    """``failed_requests.jsonl`` in the run folder: each failed attempt of a served model (a run
+    that retried its way through a flaky server says so; one that stopped shows why)."""
+    failures = pool.failed_requests()
+    if not failures:
+        return
+    try:
+        with open(store.dir / "failed_requests.jsonl", "a", encoding="utf-8") as fh:
+            for f in failures:
+                fh.write(json.dumps(f) + "\n")
+    except OSError:
+        pass  # a full disk must not hide the run's own error
 
 
 def _cache_counts(pool: ModelPool | None) -> dict[str, int]:
@@ -203,10 +223,13 @@ def _cache_counts(pool: ModelPool | None) -> dict[str, int]:
 
 
 def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedModel,
-               finished: set[str], on_task: Callable[[str], None] | None) -> None:
+               finished: set[str], on_task: Callable[[str], None] | None,
+               only: set[str] | None = None) -> None:
     checks: dict[str, Any] | None = None
     for planned in plan.tasks:
         name = planned.spec.name
+        if only is not None and name not in only:
+            continue
         if name in finished:
             log(f"[{name}] already finished; skipped on resume")
             continue
@@ -226,15 +249,15 @@ def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedM
         t0 = time.perf_counter()
         log(f"[{name}] running ({planned.spec.kind}, limit={planned.limit}, subset={planned.subset})")
         try:
-            outcome = kind_module(planned.spec.kind).run(planned.spec, ctx)
+            with _gpu_monitor(backend) as monitor:
+                outcome = kind_module(planned.spec.kind).run(planned.spec, ctx)
         except (DataUnavailable, DataRowError) as exc:
             log(f"[{name}] skipped: {exc.one_line()}")
             store.write_skipped(name, exc.one_line(), meta)
             continue
-        details = {**outcome.details, "suite": planned.suite, "kind": planned.spec.kind,
-                   "group": planned.spec.group, "limit": planned.limit, "subset": planned.subset,
-                   "seconds": round(time.perf_counter() - t0, 3),
-                   "reference": [r.model_dump() for r in planned.spec.reference]}
+        details = task_details(planned, outcome.details, time.perf_counter() - t0)
+        if monitor is not None and (gpu := monitor.summary()):
+            details["gpu"] = gpu  # utilisation and memory while the task ran (NVML): why a GPU task is slow
         n = store.write_samples(name, outcome.samples)
         details.setdefault("n_samples", n)
         store.write_task_result(name, outcome.metrics, details, meta)
@@ -243,6 +266,15 @@ def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedM
                         if isinstance(v, float) and "stderr" not in k))
         if on_task:
             on_task(name)
+
+
+def task_details(planned: Any, details: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """A finished task's ``details`` entry: the kind's own details plus where it came from
+    (shared with the Ray executor, whose shards finish tasks outside this loop)."""
+    return {**details, "suite": planned.suite, "kind": planned.spec.kind,
+            "group": planned.spec.group, "limit": planned.limit, "subset": planned.subset,
+            "seconds": round(seconds, 3),
+            "reference": [r.model_dump() for r in planned.spec.reference]}
 
 
 def run_summary(store: RunStore) -> tuple[list[str], int, int]:

@@ -8,7 +8,11 @@ Two stored runs are compared on the samples they share (``samples/<task>.jsonl``
   is conservative on the small discordant counts a quick run has; mid-p keeps close to nominal
   size, Fagerland et al. 2013);
 * any other numeric metric gets a paired bootstrap of the mean difference (two-sided, shifted
-  null), seeded so the verdict is reproducible.
+  null), seeded so the verdict is reproducible;
+* a metric with an ideal value instead of a direction (CrowS-Pairs' % stereotype: 50% is no
+  preference, :attr:`harness.report.catalog.MetricInfo.ideal`) is gated on its distance from
+  that ideal: a paired bootstrap of ``|candidate - ideal| - |baseline - ideal|``, so a drop from
+  55% to 40% is a regression (further from 50%), not the improvement "lower is better" would call it.
 
 The effect size is the difference of means (candidate - baseline) with a paired-bootstrap 95%
 interval.  A row is ``worse`` only when it is significant (p < alpha) *and* the drop, in the
@@ -94,6 +98,11 @@ class Row:
     higher_is_better: bool = True
     threshold: float = 0.0
     note: str = ""
+    ideal: float | None = None
+    """The metric's target value when it has one; the verdict then uses ``distance_delta``."""
+    distance_delta: float | None = None
+    """``|candidate - ideal| - |baseline - ideal|`` (positive: further from the ideal)."""
+    distance_ci: tuple[float, float] | None = None
 
 
 @dataclass
@@ -126,8 +135,9 @@ class GateResult:
         rows = []
         for r in data.get("rows", []):
             r = dict(r)
-            if r.get("discordant") is not None:
-                r["discordant"] = tuple(r["discordant"])
+            for key in ("discordant", "distance_ci"):
+                if r.get(key) is not None:
+                    r[key] = tuple(r[key])
             rows.append(Row(**r))
         return cls(data["baseline"], data["candidate"], data.get("baseline_model"), data.get("candidate_model"),
                    Thresholds(**data.get("thresholds", {})), rows, list(data.get("missing", [])))
@@ -191,6 +201,24 @@ def bootstrap_means(diffs: np.ndarray, iters: int, rng: np.random.Generator) -> 
         idx = rng.integers(0, n, size=(stop - start, n))
         out[start:stop] = diffs[idx].mean(axis=1)
     return out
+
+
+def paired_bootstrap_ideal(x: np.ndarray, y: np.ndarray, ideal: float, iters: int = BOOTSTRAP_ITERS,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """(two-sided p, 2.5 and 97.5 percentiles) of the change in distance from ``ideal``,
+    ``|mean(y) - ideal| - |mean(x) - ideal|``, resampling the pairs together (shifted null as in
+    :func:`paired_bootstrap`)."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    d = float(abs(y.mean() - ideal) - abs(x.mean() - ideal))
+    stats = np.empty(iters)
+    for start in range(0, iters, _CHUNK):
+        stop = min(iters, start + _CHUNK)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        stats[start:stop] = np.abs(y[idx].mean(axis=1) - ideal) - np.abs(x[idx].mean(axis=1) - ideal)
+    extreme = int(np.sum(np.abs(stats - d) >= abs(d) - 1e-12)) if d != 0 else iters
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return min(1.0, (1 + extreme) / (iters + 1)), float(lo), float(hi)
 
 
 def paired_bootstrap(diffs: np.ndarray, iters: int = BOOTSTRAP_ITERS, seed: int = 0
@@ -278,7 +306,15 @@ def gate_task(task: str, base: RunStore, cand: RunStore, base_res: dict[str, Any
         binary = bool(np.all(np.isin(x, (0.0, 1.0))) and np.all(np.isin(y, (0.0, 1.0))))
         row = Row(task, metric, "same", n_shared=len(pairs), baseline=float(x.mean()), candidate=float(y.mean()),
                   delta=float(diffs.mean()), ci_low=lo, ci_high=hi, higher_is_better=hib, threshold=drop)
-        if binary:
+        target = catalog.ideal(metric)
+        if target is not None:  # no direction, a target: gate the distance from it
+            row.ideal = target
+            row.p_value, dlo, dhi = paired_bootstrap_ideal(x, y, target, seed=seed)
+            row.distance_delta = float(abs(y.mean() - target) - abs(x.mean() - target))
+            row.distance_ci = (dlo, dhi)
+            row.test = f"paired bootstrap of |mean - {target:g}|"
+            row.note = f"ideal {target:g}: distance {row.distance_delta:+.4f} [{dlo:+.4f}, {dhi:+.4f}]"
+        elif binary:
             b = int(np.sum((x == 1) & (y == 0)))
             c = int(np.sum((x == 0) & (y == 1)))
             row.p_value, row.p_exact = mcnemar_midp(b, c)
@@ -313,7 +349,10 @@ def decide(rows: list[Row], th: Thresholds) -> None:
     raw = [float(r.p_value) for r in tested]  # type: ignore[arg-type]
     for row, p_adj in zip(tested, holm(raw) if th.correction == "holm" else raw):
         row.p_adjusted = p_adj
-        gain = row.delta if row.higher_is_better else -row.delta  # type: ignore[operator]
+        if row.ideal is not None and row.distance_delta is not None:
+            gain = -row.distance_delta  # closer to the ideal is the gain
+        else:
+            gain = row.delta if row.higher_is_better else -row.delta  # type: ignore[operator]
         significant = p_adj < th.alpha
         if significant and -gain > row.threshold:
             row.verdict = "worse"

@@ -96,6 +96,8 @@ def startup_checks(backend: Any, model: ResolvedModel) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- --check-model
 def serving_backends(model: ResolvedModel) -> list[str]:
     """Backends that can serve these weights: a GGUF file both, an HF folder transformers."""
+    if model.weights is None:  # a served model: only its own backend reaches it
+        return [model.entry.backend]
     if model.entry.format == "gguf" and model.weights.is_file():
         return ["llama_cpp", "transformers"]
     return ["transformers"]
@@ -118,7 +120,7 @@ def check_model(registry: Registry, name: str, weights: str | None = None,
                 out: Callable[[str], None] = print, run_name: str | None = None) -> int:
     """Print the facts of every backend, the tokenizer and log-likelihood agreement; 0 when the
     backends agree on every probe, 1 when they do not (or one cannot serve the model)."""
-    from harness.execute import load_backend
+    from harness.backends import load_backend
 
     model = registry.resolve_cli(name, weights, run_name=run_name)
     out(f"model {model.name}: {model.weights} ({model.source})")

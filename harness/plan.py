@@ -16,10 +16,9 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.registry import Registry, ResolvedModel
+from harness.resources import SUITES_DIR  # the shipped suites, checkout or installed
 from harness.spec import SuiteSpec, TaskSpec, load_suite
 from harness.suites import check_task
-
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,28 @@ def check_judge(registry: Registry, judge: str, suite_file: Path) -> None:
     check_backend(source, judge, registry.entry(judge).backend)
 
 
+def check_capabilities(registry: Registry, model: ResolvedModel, task: TaskSpec, path: Path,
+                       judge: str | None) -> None:
+    """A task the model's backend (or the judge's) cannot serve fails here, before any work."""
+    from harness.suites import task_needs
+
+    need, judge_need = task_needs(task)
+    have = model.entry.options().capabilities()
+    missing = sorted(need - have)
+    if missing:
+        raise ConfigError(
+            f"{path}: tasks[{task.name}]: needs {', '.join(missing)}, which model '{model.name}' "
+            f"(backend {model.entry.backend}) does not serve (it serves: {', '.join(sorted(have)) or 'nothing'})",
+            "drop the task from the run, or use a model whose backend serves it")
+    if judge_need and judge:
+        jentry = registry.entry(judge)
+        jhave = jentry.options().capabilities()
+        jmissing = sorted(judge_need - jhave)
+        if jmissing:
+            raise ConfigError(f"{path}: tasks[{task.name}]: the judge '{judge}' (backend {jentry.backend}) "
+                              f"does not serve {', '.join(jmissing)}", "pick a judge that serves chat")
+
+
 def available_suites(suites_dir: Path = SUITES_DIR) -> list[str]:
     return sorted(p.stem for p in suites_dir.glob("*.yaml"))
 
@@ -120,6 +141,7 @@ def build_plan(
     data_dir: Path | None,
     command: str,
     suites_dir: Path = SUITES_DIR,
+    judge_override: str | None = None,
 ) -> RunPlan:
     from harness.preflight import check_model
 
@@ -139,11 +161,16 @@ def build_plan(
                 f"allowed: {', '.join(suite.profiles)}",
             )
         prof = suite.profiles[prof_name]
-        if suite.judge:
-            check_judge(registry, suite.judge, path)  # before the run folder exists
-            judge = suite.judge
+        suite_judge = judge_override or suite.judge
+        if suite_judge:
+            check_judge(registry, suite_judge, path if not judge_override else Path("--judge"))  # before the run folder exists
+            if judge is not None and judge != suite_judge:
+                raise ConfigError(f"{path}: judge: '{suite_judge}', but another selected suite is judged by '{judge}'",
+                                  "run the suites separately, or pass --judge NAME to judge them all with one model")
+            judge = suite_judge
         for task in suite.tasks:
             check_task(task, path)
+            check_capabilities(registry, model, task, path, suite_judge)
             grouped = task if task.group else task.model_copy(update={"group": suite.group})
             effective = limit if limit is not None else (task.limit or prof.limit)
             if task.limit and prof.limit and limit is None:
@@ -156,7 +183,7 @@ def build_plan(
     return RunPlan(
         model=model.name,
         backend=model.entry.backend,
-        weights=str(model.weights),
+        weights=str(model.weights) if model.weights is not None else model.source,
         weights_source=model.source,
         suites=tuple(suite_names),
         profile=profile or "default",

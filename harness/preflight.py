@@ -82,6 +82,8 @@ def check_model(model: ResolvedModel) -> None:
     """Every plan-time check of the model under test; one line naming the file or entry."""
     entry, weights = model.entry, model.weights
     where = f"{model.registry_path.name}: {model.name}"
+    if weights is None:  # a served model: the backend checks the server when it connects
+        return
     if entry.format == "gguf":
         if weights.is_dir():
             raise ModelUnavailable(f"{weights}: is a folder, but {model.name} has format gguf (one .gguf file)",

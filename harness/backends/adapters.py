@@ -16,6 +16,9 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
 from harness.backends.base import Backend, ChatMessage, GenerateRequest, LoglikelihoodRequest
+from harness.lm_eval_speed import install as _memoize_lm_eval_templates
+
+_memoize_lm_eval_templates()
 
 
 def _gen_request(context: str, gen_kwargs: dict[str, Any]) -> GenerateRequest:
@@ -73,7 +76,7 @@ class ShaktiRegistryLM(ShaktiLM):
     """``--model shakti --model_args model=<registry name>[,weights=PATH]``."""
 
     def __init__(self, model: str = "smollm2-135m-q4", weights: str | None = None, **_: Any) -> None:
-        from harness.execute import load_backend
+        from harness.backends import load_backend
         from harness.registry import Registry
 
         super().__init__(load_backend(Registry().resolve(model, weights)))

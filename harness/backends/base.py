@@ -1,10 +1,15 @@
 """The one backend protocol every model adapter implements.
 
-Four capabilities, mirroring lm-eval's ``LM`` plus chat: log-likelihood of a continuation (with
-is-greedy), rolling log-likelihood of a whole text, generation until stop sequences, and chat
-template application.  Requests and results are plain frozen dataclasses so no torch or llama.cpp
-type crosses the boundary; lm-eval, DeepEval, Ragas and the throughput suite all talk to a model
-through this protocol only (see :mod:`harness.backends.adapters`).
+Mirroring lm-eval's ``LM`` plus chat: log-likelihood of a continuation (with is-greedy), rolling
+log-likelihood of a whole text, generation until stop sequences, chat (a template applied by the
+backend, or by the server behind it), and token counting.  Requests and results are plain frozen
+dataclasses so no torch, llama.cpp or HTTP type crosses the boundary; lm-eval, DeepEval, Ragas and
+the throughput suite all talk to a model through this protocol only (see
+:mod:`harness.backends.adapters`).
+
+What a backend can serve is declared, not discovered mid-run: its options class
+(:class:`BackendOptions`, one per backend, validated against the registry entry) says which
+:data:`CAPABILITIES` it has, and the plan refuses a task the backend cannot serve before any work.
 """
 from __future__ import annotations
 
@@ -12,9 +17,18 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harness.spec import ModelEntry
+
+CAPABILITIES = ("loglikelihood", "rolling", "generate", "chat", "logprobs", "throughput")
+"""What a task may ask of a backend: continuation log-likelihoods, rolling (perplexity)
+log-likelihoods, free generation, chat, per-token log-probabilities, in-process timing."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,18 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class ChatRequest:
+    """A conversation to answer: the backend applies its template (a served model: the server)."""
+
+    messages: tuple[ChatMessage, ...]
+    until: tuple[str, ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.0
+    json_schema: str | None = None
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a report needs to say which model produced a number."""
 
@@ -78,12 +104,16 @@ class ModelInfo:
     tokenizer: str = ""
     """Where the tokenizer came from (the GGUF itself, a converted folder, a ``tokenizer:`` folder)."""
 
+    identity_key: str = ""
+    """What keys the cache when the weights are not a local file (a served model: the URL, the
+    served name and the server's own model fingerprint); empty = the weights' sha256."""
+
     def cache_key(self) -> str:
         """Identity of the weights and the way they are served: part of every cache key.
 
         BOS changes every score, so it is part of the key: a cached answer computed without BOS
         is never served to a run with it."""
-        key = f"{self.backend}:{self.sha256}:{self.quant}:{self.device}"
+        key = f"{self.backend}:{self.identity_key or self.sha256}:{self.quant}:{self.device}"
         return key + (":bos" if self.add_bos else "")
 
     def identity(self) -> dict[str, Any]:
@@ -107,6 +137,8 @@ class Backend(Protocol):
 
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]: ...
 
+    def generate_chat(self, requests: Sequence[ChatRequest]) -> list[str]: ...
+
     def apply_chat_template(
         self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
     ) -> str: ...
@@ -117,9 +149,108 @@ class Backend(Protocol):
 
 
 def chat(backend: Backend, messages: Sequence[ChatMessage], **gen: Any) -> str:
-    """Chat through any backend: its own template, then generate-until."""
-    prompt = backend.apply_chat_template(messages, add_generation_prompt=True)
-    return backend.generate_until([GenerateRequest(prompt=prompt, **gen)])[0]
+    """Chat through any backend (its template, or its server's)."""
+    return backend.generate_chat([ChatRequest(messages=tuple(messages), **gen)])[0]
+
+
+def fallback_chat_prompt(messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+    """``role: content`` lines, for a model that ships no chat template."""
+    return "\n".join(f"{m.role}: {m.content}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
+
+
+class BackendBase:
+    """What every local adapter shares: chat as template + generate-until (a served backend
+    overrides :meth:`generate_chat` to let the server apply the template)."""
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+        raise NotImplementedError
+
+    def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        raise NotImplementedError
+
+    def generate_chat(self, requests: Sequence[ChatRequest]) -> list[str]:
+        gens = [GenerateRequest(prompt=self.apply_chat_template(r.messages, add_generation_prompt=True),
+                                until=r.until, max_tokens=r.max_tokens, temperature=r.temperature,
+                                json_schema=r.json_schema, seed=r.seed) for r in requests]
+        return self.generate_until(gens)
+
+
+class BackendOptions(BaseModel):
+    """A backend's registry keys, validated strictly (a typo is one line naming the file and key).
+
+    Subclasses live beside their backend and declare the keys it reads; the entry's shared keys
+    (``n_ctx``, ``device``, ...) are passed in when the options class declares them too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    needs_weights: ClassVar[bool] = True
+    """False for backends that reach a model elsewhere (a server): ``weights:`` is then optional."""
+
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(CAPABILITIES)
+
+
+def _options_input(entry: ModelEntry, cls: type[BackendOptions]) -> dict[str, Any]:
+    shared = {k: getattr(entry, k) for k in cls.model_fields if k in type(entry).model_fields}
+    return {**shared, **(entry.model_extra or {})}
+
+
+def validate_options(entry: ModelEntry) -> BackendOptions | None:
+    """The entry's options for its backend, or None when the backend is unknown (the plan says so
+    with the registry file's name).  Raises ``ValueError`` with the first problem, which the
+    registry loader turns into one line naming the file, entry and key."""
+    from harness.backends import BACKENDS, options_class
+
+    if entry.backend not in BACKENDS:
+        return None
+    cls = options_class(entry.backend)
+    extra = entry.model_extra or {}
+    unknown = [k for k in extra if k not in cls.model_fields]
+    if unknown:  # "@key: ..." -- the registry loader puts the key into the error's location
+        own = [k for k in cls.model_fields if k not in type(entry).model_fields]
+        allowed = list(type(entry).model_fields) + own
+        raise ValueError(f"@{unknown[0]}: unknown key (allowed: {', '.join(allowed)}; "
+                         f"backend '{entry.backend}' reads {', '.join(own) or 'no keys of its own'})")
+    try:
+        opts = cls.model_validate(_options_input(entry, cls))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "(options)"
+        what = "required key is missing" if err.get("type") == "missing" else str(err.get("msg", "invalid"))
+        what = what.removeprefix("Value error, ")
+        raise ValueError(f"@{where}: {what} (backend '{entry.backend}')") from None
+    if opts.needs_weights and entry.weights is None:
+        raise ValueError(f"@weights: required key is missing for backend '{entry.backend}' "
+                         "(say where the model's file or folder is)")
+    return opts
+
+
+def entry_options(entry: ModelEntry, registry_file: Path | None = None) -> BackendOptions:
+    """Validated options of a registry entry (the one-line error names the registry file)."""
+    try:
+        opts = validate_options(entry)
+    except ValueError as exc:
+        raise ConfigError(f"{registry_file.name if registry_file else 'registry'}: {exc}") from None
+    if opts is None:
+        from harness.backends import BACKENDS
+
+        raise ConfigError(f"unknown backend '{entry.backend}'", f"allowed: {', '.join(sorted(BACKENDS))}")
+    return opts
+
+
+def options_or_overrides(cls: type[BackendOptions], options: BackendOptions | None, overrides: dict[str, Any]) -> Any:
+    """A backend constructor's options: the validated registry options, or keyword overrides
+    (tests, benchmarks, lm-eval's ``--model_args``) validated by the same class -- never swallowed."""
+    if options is not None and overrides:
+        options = options.model_copy(update=overrides)
+        return cls.model_validate(options.model_dump())
+    if options is not None:
+        return options
+    try:
+        return cls.model_validate(overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{cls.__name__}: {'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}") from None
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from harness.backends.base import (
+    BackendBase,
+    BackendOptions,
     ChatMessage,
     GenerateRequest,
     ModelInfo,
     auto_device,
     default_threads,
+    fallback_chat_prompt,
     file_digest,
+    options_or_overrides,
     path_bytes,
 )
 from harness.backends.gguf_meta import gguf_facts
@@ -60,7 +65,22 @@ def check_gguf(path: Path) -> None:
     check_gguf_complete(path)
 
 
-class LlamaCppBackend(LmEvalTokenization):
+class LlamaCppOptions(BackendOptions):
+    """Registry keys the llama.cpp backend reads (shared entry keys; see :class:`harness.spec.ModelEntry`)."""
+
+    format: Literal["gguf"] = "gguf"
+    n_ctx: int = Field(default=2048, ge=16)
+    n_threads: int | None = Field(default=None, ge=1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    add_bos_token: bool | None = None
+    pack_requests: bool = True
+    """Score many requests per ``llama_decode`` (prefix trie, the fast default); ``false`` decodes
+    each request alone, as a server does.  On CPU, llama.cpp's results depend on how a batch is
+    composed (a Q4_1 SmolLM2 moves by a median ~0.15 nats per request between the two, and neither
+    is closer to the fp32 weights), so comparing with a server needs the same batching."""
+
+
+class LlamaCppBackend(LmEvalTokenization, BackendBase):
     """A GGUF model served in-process; implements :class:`harness.backends.base.Backend`.
 
     Requests are tokenized by lm-eval's rules (:mod:`harness.backends.tokenize`); BOS follows the
@@ -68,11 +88,13 @@ class LlamaCppBackend(LmEvalTokenization):
     unless the registry's ``add_bos_token`` overrides it.
     """
 
-    def __init__(self, name: str, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 device: str = "cpu", seed: int = 1234, add_bos_token: bool | None = None,
-                 **_: Any) -> None:
+    def __init__(self, name: str, path: Path, options: LlamaCppOptions | None = None, *, seed: int = 1234,
+                 **overrides: Any) -> None:
         import llama_cpp
 
+        opts: LlamaCppOptions = options_or_overrides(LlamaCppOptions, options, overrides)
+        n_ctx, n_threads, device, add_bos_token = opts.n_ctx, opts.n_threads, opts.device, opts.add_bos_token
+        self._pack = opts.pack_requests
         self._lc = llama_cpp
         check_gguf(path)
         threads = n_threads or default_threads() or max(1, os.cpu_count() or 1)
@@ -109,7 +131,7 @@ class LlamaCppBackend(LmEvalTokenization):
             sha256=file_digest(path), quant=FILE_TYPES.get(ftype, f"file_type_{ftype}"),
             device=device, params=int(llama_cpp.llama_model_n_params(self.llm._model.model)),
             n_ctx=n_ctx,
-            extra={"n_threads": threads, "llama_cpp_python": llama_cpp.__version__,
+            extra={"n_threads": threads, "llama_cpp_python": llama_cpp.__version__, "pack_requests": self._pack,
                    "architecture": meta.get("general.architecture", "")},
             architecture=facts.architecture, vocab_size=self.n_vocab, bos_id=self.bos_id,
             eos_id=self.eos_id, add_bos=self.bos.add_bos, add_bos_source=self.bos.source,
@@ -148,9 +170,11 @@ class LlamaCppBackend(LmEvalTokenization):
         """Score token pairs: one ``llama_decode`` per prefix-tree pack (see :mod:`.packing`)."""
         results: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
         window = self.n_ctx
-        for pack in pack_pairs((truncate(p, window) for p in pairs),
-                               max_tokens=self._score_budget, max_seqs=N_SEQ_MAX):
-            self._decode_pack(pack, results)
+        groups = [list(pairs)] if self._pack else [[p] for p in pairs]
+        for group in groups:
+            for pack in pack_pairs((truncate(p, window) for p in group),
+                                   max_tokens=self._score_budget, max_seqs=N_SEQ_MAX):
+                self._decode_pack(pack, results)
         return results
 
     def _fill_batch(self, pack: Pack, logit_nodes: list[int]) -> None:
@@ -199,6 +223,30 @@ class LlamaCppBackend(LmEvalTokenization):
             greedy = all(greedy_tok[n] == t for n, t in zip(r.nodes, r.targets))
             results[r.index] = (float(total), greedy)
 
+    def logprob_rows(self, context: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
+        """Full-vocabulary log-probabilities, one float32 row per continuation token, each the
+        model's prediction for that token given everything before it (``context`` + the earlier
+        continuation tokens): the rows a KL divergence needs (:mod:`harness.metrics.kld`).  One
+        decode on the scoring context; ``context + continuation[:-1]`` must fit it."""
+        from harness.metrics.kld import log_softmax
+
+        lc = self._lc
+        tokens = [*context, *continuation[:-1]]
+        first = len(context) - 1
+        if not context or not continuation or len(tokens) > self._score_budget:
+            raise ValueError(f"logprob_rows: {len(tokens)} tokens do not fit the {self._score_budget}-token context")
+        b = self._batch
+        for i, tok in enumerate(tokens):
+            b.token[i], b.pos[i], b.n_seq_id[i] = tok, i, 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = i >= first
+        b.n_tokens = len(tokens)
+        lc.llama_memory_clear(lc.llama_get_memory(self._score_ctx), True)
+        if lc.llama_decode(self._score_ctx, b) != 0:
+            raise RuntimeError(f"llama_decode failed on a {len(tokens)}-token window")
+        logits = np.ctypeslib.as_array(lc.llama_get_logits(self._score_ctx), shape=(len(continuation), self.n_vocab))
+        return log_softmax(logits)
+
     # ------------------------------------------------------------------ protocol
     # loglikelihood, loglikelihood_rolling and count_tokens: LmEvalTokenization
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
@@ -224,7 +272,7 @@ class LlamaCppBackend(LmEvalTokenization):
 
     def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
         if not self._chat_template:
-            return "\n".join(f"{m.role}: {m.content}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
+            return fallback_chat_prompt(messages, add_generation_prompt)
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         fmt = Jinja2ChatFormatter(
@@ -235,6 +283,12 @@ class LlamaCppBackend(LmEvalTokenization):
             add_generation_prompt=add_generation_prompt,
         )
         return fmt(messages=[{"role": m.role, "content": m.content} for m in messages]).prompt
+
+    def throughput_bench(self, threads: int | None = None, seed: int = 1234, n_ctx: int | None = None) -> Any:
+        """llama-bench's pp/tg method on this model (:class:`harness.throughput.LlamaCppBench`)."""
+        from harness.throughput import DEFAULT_PP, DEFAULT_TG, LlamaCppBench
+
+        return LlamaCppBench(self, threads, seed, n_ctx=n_ctx or DEFAULT_PP + DEFAULT_TG)
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

@@ -9,34 +9,46 @@ an item's context shared by its choices, a prefix shared by many items -- is one
 in the row, and a tree-shaped 4-D attention mask with explicit position ids lets every
 continuation see exactly its own context.  The vocabulary projection and log-softmax run only on
 the positions whose prediction is read.  lm-eval's ``hf`` backend instead runs one padded row per
-request and projects every position.
+request and projects every position.  Packs run through
+:class:`harness.backends.torch_scoring.PackScorer`: one per forward pass on a CPU, batched under a
+64k-token budget on a GPU.  Greedy generation on a GPU decodes through a captured CUDA graph
+(:mod:`harness.backends.torch_decode`) for Llama-shaped models.
 """
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
+
+from pydantic import Field
 
 from harness.backends.base import (
+    BackendBase,
+    BackendOptions,
+    fallback_chat_prompt,
+    options_or_overrides,
     ChatMessage,
     GenerateRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
     ModelInfo,
+    split_context_whitespace,
     auto_device,
     default_threads,
     file_digest,
     path_bytes,
 )
 from harness.backends.gguf_meta import gguf_facts
-from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
+from harness.backends.packing import ScorePair, pack_pairs, truncate
 from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ModelUnavailable
 
+GPU_REQUEST_CHUNK = 8192
+"""Requests the request cache hands a CUDA model per call (committed together)."""
 PACK_TOKENS = 512
 """Tokens per forward pass (one prefix-tree pack; a longer single request gets its own pass).
 Attention over a pack is dense, so much longer packs would spend more on masked attention."""
-LOGIT_BLOCK = 256
-"""Hidden states projected onto the vocabulary at a time (bounds memory on long packs)."""
 
 
 def cache_root() -> Path:
@@ -141,7 +153,19 @@ def tokenizer_adds_bos(tok: Any) -> bool:
     return bool(with_special) and with_special[0] == tok.bos_token_id and plain[:1] != [tok.bos_token_id]
 
 
-class TransformersBackend(LmEvalTokenization):
+class TransformersOptions(BackendOptions):
+    """Registry keys the transformers backend reads (shared entry keys; see :class:`harness.spec.ModelEntry`)."""
+
+    format: Literal["gguf", "hf"] = "hf"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    n_ctx: int = Field(default=2048, ge=16)
+    n_threads: int | None = Field(default=None, ge=1)
+    add_bos_token: bool | None = None
+    tokenizer: str | None = None
+
+
+class TransformersBackend(LmEvalTokenization, BackendBase):
     """Implements :class:`harness.backends.base.Backend` with a causal LM from transformers.
 
     A GGUF's tokenizer must agree with llama.cpp's reading of the same file on a probe set
@@ -149,10 +173,13 @@ class TransformersBackend(LmEvalTokenization):
     folder: the tokenizer's default) unless the registry's ``add_bos_token`` overrides it.
     """
 
-    def __init__(self, name: str, path: Path, *, format: str = "hf", dtype: str = "float32",
-                 device: str = "cpu", n_ctx: int = 2048, n_threads: int | None = None,
-                 seed: int = 1234, add_bos_token: bool | None = None, tokenizer: str | Path | None = None,
-                 **_: Any) -> None:
+    def __init__(self, name: str, path: Path, options: TransformersOptions | None = None, *,
+                 seed: int = 1234, **overrides: Any) -> None:
+        if "tokenizer" in overrides and overrides["tokenizer"] is not None:
+            overrides["tokenizer"] = str(overrides["tokenizer"])
+        opts: TransformersOptions = options_or_overrides(TransformersOptions, options, overrides)
+        format, dtype, device, n_ctx = opts.format, opts.dtype, opts.device, opts.n_ctx
+        n_threads, add_bos_token, tokenizer = opts.n_threads, opts.add_bos_token, opts.tokenizer
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -183,6 +210,9 @@ class TransformersBackend(LmEvalTokenization):
         self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype).to(device)
         self.model.eval()
         self.device = device
+        self.request_chunk = GPU_REQUEST_CHUNK if device == "cuda" else None
+        """Requests per call from the request cache: a GPU batches thousands at once; on CPU the
+        cache's default (one pack per pass gains nothing from more)."""
         self.n_ctx = min(n_ctx, getattr(self.model.config, "max_position_embeddings", n_ctx))
         self.seed = seed
         self.bos_id = self.tok.bos_token_id
@@ -233,93 +263,148 @@ class TransformersBackend(LmEvalTokenization):
 
     # ------------------------------------------------------------------ tokens
     def raw_tokenize(self, text: str) -> list[int]:
+        pre = getattr(self, "_pretok", None)
+        if pre is not None:
+            ids = pre.get(text)
+            if ids is not None:
+                return list(ids)
         return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        """As :class:`LmEvalTokenization` does, with every text the requests need tokenized in
+        one batch call first (one call per text costs ~50 us of Python each: seconds over a
+        full suite, where the GPU needs less than that for the scoring itself)."""
+        texts: set[str] = set()
+        for r in requests:
+            if r.context == "":
+                texts.add(r.continuation)
+                continue
+            ctx, cont = split_context_whitespace(r.context, r.continuation)
+            texts.update((ctx, ctx + cont))
+        ordered = list(texts)
+        ids = self.tok(ordered, add_special_tokens=False)["input_ids"] if ordered else []
+        self._pretok = dict(zip(ordered, ids))
+        try:
+            return super().loglikelihood(requests)
+        finally:
+            self._pretok = None
 
     def token_text(self, token_id: int) -> str:
         return str(self.tok.decode([token_id]))
 
     def _score_pairs(self, items: Sequence[ScorePair]) -> list[tuple[float, bool]]:
-        """Score token pairs, one forward pass per prefix-tree pack (see :mod:`.packing`)."""
+        """Score token pairs: prefix-tree packs (:mod:`.packing`), batched under a token budget
+        and run by :class:`harness.backends.torch_scoring.PackScorer` (one pack per pass on a
+        CPU, tens of thousands of tokens per pass on a GPU)."""
+        from harness.backends.torch_scoring import PackScorer
+
         items = [truncate(p, self.n_ctx) for p in items]
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(items)
-        longest = max((len(p.path()) for p in items), default=0)
-        for pack in pack_pairs(items, max_tokens=max(PACK_TOKENS, longest), max_seqs=len(items) + 1):
-            self._forward_pack(pack, results)
-        return results
-
-    def _tree_mask(self, pack: Pack) -> Any:
-        """Additive 4-D mask: a node attends to itself and its ancestors only."""
-        torch = self.torch
-        n = len(pack)
-        allowed = torch.zeros((n, n), dtype=torch.bool)
-        for i, parent in enumerate(pack.parents):
-            if parent >= 0:
-                allowed[i] = allowed[parent]
-            allowed[i, i] = True
-        dtype = self.model.dtype
-        mask = torch.zeros((1, 1, n, n), dtype=dtype)
-        mask[0, 0].masked_fill_(~allowed, torch.finfo(dtype).min)
-        return mask
-
-    def _forward_pack(self, pack: Pack, results: list[tuple[float, bool]]) -> None:
-        torch = self.torch
-        ids = torch.tensor([pack.tokens], dtype=torch.long, device=self.device)
-        pos = torch.tensor([pack.positions], dtype=torch.long, device=self.device)
-        mask = self._tree_mask(pack).to(self.device)
-        nodes = pack.logit_nodes()
-        logprob: dict[tuple[int, int], float] = {}
-        greedy_tok: dict[int, int] = {}
-        wanted: dict[int, set[int]] = {}
-        for r in pack.reads:
-            for n, t in zip(r.nodes, r.targets):
-                wanted.setdefault(n, set()).add(t)
-        with torch.inference_mode():
-            hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                              use_cache=False).last_hidden_state[0]
-            head = self.model.get_output_embeddings()
-            for start in range(0, len(nodes), LOGIT_BLOCK):  # the vocabulary projection only where read
-                part = nodes[start : start + LOGIT_BLOCK]
-                lp = torch.log_softmax(head(hidden[part]).float(), dim=-1).cpu()
-                best = lp.argmax(-1).tolist()
-                for k, node in enumerate(part):
-                    greedy_tok[node] = best[k]
-                    for t in wanted[node]:
-                        logprob[(node, t)] = float(lp[k, t])
-        for r in pack.reads:
-            total = sum(logprob[(n, t)] for n, t in zip(r.nodes, r.targets))
-            greedy = all(greedy_tok[n] == t for n, t in zip(r.nodes, r.targets))
-            results[r.index] = (float(total), greedy)
+        if not items:
+            return []
+        scorer = getattr(self, "_scorer", None)
+        if scorer is None or scorer.model is not self.model:
+            scorer = self._scorer = PackScorer(self.model, self.device)
+        longest = max(len(p.path()) for p in items)
+        packs = pack_pairs(items, max_tokens=max(PACK_TOKENS, longest), max_seqs=len(items) + 1)
+        return scorer.score(packs, len(items))
 
     # ------------------------------------------------------------------ protocol
     # loglikelihood, loglikelihood_rolling and count_tokens: LmEvalTokenization
     def generate_until(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        torch = self.torch
-        out = []
-        for r in requests:
-            ids = torch.tensor([self.tok_encode(r.prompt)], dtype=torch.long)  # BOS as in scoring
-            ids = ids[:, -max(1, self.n_ctx - r.max_tokens):].to(self.device)
-            torch.manual_seed(r.seed)
-            kwargs: dict[str, Any] = {"max_new_tokens": r.max_tokens, "pad_token_id": self.tok.eos_token_id}
-            if r.temperature > 0:
-                kwargs.update(do_sample=True, temperature=r.temperature)
+        out: list[str | None] = [None] * len(requests)
+        if self.device == "cuda":
+            self._generate_graph(requests, out)
+        for i, r in enumerate(requests):
+            if out[i] is None:
+                out[i] = self._generate_one(r)
+        return [o or "" for o in out]
+
+    GRAPH_ROWS = 16
+    """Greedy generation rows decoded together through one captured CUDA graph."""
+
+    def _graph_decoder(self) -> Any:
+        """The CUDA-graph decoder for greedy generation (built once), or None when the model's
+        architecture is not one it implements (then transformers' own ``generate`` runs)."""
+        from harness.backends.torch_decode import GraphDecoder, Unsupported
+
+        if getattr(self, "_graph", None) is None:
+            try:
+                self._graph = GraphDecoder(self.model, batch=self.GRAPH_ROWS, max_len=self.n_ctx)
+            except Unsupported as exc:
+                self._graph = False
+                self.graph_decode = f"off: {exc}"
             else:
-                kwargs.update(do_sample=False)
-            if r.until:
-                kwargs.update(stop_strings=list(r.until), tokenizer=self.tok)
-            with torch.inference_mode():
-                gen = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-            text = self.tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
-            for stop in r.until:
-                if stop and stop in text:
-                    text = text[: text.index(stop)]
-            out.append(text)
-        return out
+                self.graph_decode = "cuda-graph"
+        return self._graph or None
+
+    def _generate_graph(self, requests: Sequence[GenerateRequest], out: list[str | None]) -> None:
+        """Greedy requests, longest prompts first, ``GRAPH_ROWS`` at a time through the graph."""
+        greedy = [i for i, r in enumerate(requests) if r.temperature <= 0 and r.max_tokens > 0]
+        if not greedy or self._graph_decoder() is None:
+            return
+        dec = self._graph
+        prompts = {}
+        for i in greedy:
+            r = requests[i]
+            prompts[i] = self.tok_encode(r.prompt)[-max(1, self.n_ctx - r.max_tokens):]
+        order = sorted(greedy, key=lambda i: -len(prompts[i]))
+        for start in range(0, len(order), self.GRAPH_ROWS):
+            rows = order[start : start + self.GRAPH_ROWS]
+            max_new = max(requests[i].max_tokens for i in rows)
+            longest = max(len(prompts[i]) for i in rows)
+            if longest + max_new > dec.max_len:
+                continue  # transformers' own path truncates these as before
+
+            def stop(row: int, toks: list[int], rows: list[int] = rows) -> bool:
+                r = requests[rows[row]]
+                if len(toks) >= r.max_tokens:
+                    return True
+                text = self.tok.decode(toks, skip_special_tokens=True)
+                return any(s and s in text for s in r.until)
+
+            gens = dec.generate_greedy([prompts[i] for i in rows], max_new, eos=self.eos_id, stop=stop)
+            for i, toks in zip(rows, gens):
+                r = requests[i]
+                text = self.tok.decode(toks[: r.max_tokens], skip_special_tokens=True)
+                for s in r.until:
+                    if s and s in text:
+                        text = text[: text.index(s)]
+                out[i] = text
+
+    def _generate_one(self, r: GenerateRequest) -> str:
+        """transformers' own ``generate`` (CPU, sampling, or a model the graph decoder lacks)."""
+        torch = self.torch
+        ids = torch.tensor([self.tok_encode(r.prompt)], dtype=torch.long)  # BOS as in scoring
+        ids = ids[:, -max(1, self.n_ctx - r.max_tokens):].to(self.device)
+        torch.manual_seed(r.seed)
+        kwargs: dict[str, Any] = {"max_new_tokens": r.max_tokens, "pad_token_id": self.tok.eos_token_id}
+        if r.temperature > 0:
+            kwargs.update(do_sample=True, temperature=r.temperature)
+        else:
+            kwargs.update(do_sample=False)
+        if r.until:
+            kwargs.update(stop_strings=list(r.until), tokenizer=self.tok)
+        with torch.inference_mode():
+            gen = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        text = self.tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+        for stop in r.until:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        return str(text)
 
     def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         if getattr(self.tok, "chat_template", None):
             return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
-        return "\n".join(f"{m.role}: {m.content}" for m in messages) + ("\nassistant:" if add_generation_prompt else "")
+        return fallback_chat_prompt(messages, add_generation_prompt)
+
+    def throughput_bench(self, threads: int | None = None, seed: int = 1234, n_ctx: int | None = None) -> Any:
+        """pp/tg timed like llama-bench with plain forward passes (:class:`harness.throughput.TorchBench`)."""
+        from harness.throughput import TorchBench
+
+        return TorchBench(self, threads, seed)
 
     def close(self) -> None:
         self.model = None
+        self._scorer = None
+        self._graph = None

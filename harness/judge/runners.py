@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
+from harness.errors import ServerUnreachable
 from harness.judge.schema import Shape
 from harness.judge.structured import TRANSCRIPT, JudgeCall, StructuredJudge
 
@@ -181,6 +182,8 @@ def score_items(name: str, judge: StructuredJudge, items: list[Item], params: di
         try:
             value = await runner(item)
             return Scored(value, None, [c.as_json() for c in calls])
+        except ServerUnreachable:
+            raise  # the judge's server is gone: the run stops (every later item would fail alike)
         except Exception as exc:  # noqa: BLE001 - recorded per item, counted in the report
             if not shown:
                 shown.append(True)

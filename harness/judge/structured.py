@@ -23,7 +23,7 @@ from typing import Any, Coroutine, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from harness.backends.base import Backend, ChatMessage, GenerateRequest
+from harness.backends.base import Backend, ChatMessage, ChatRequest
 from harness.judge.jsonfix import JudgeOutputError, loads_lenient
 from harness.judge.schema import Shape, schema_text
 
@@ -90,7 +90,7 @@ class StructuredJudge:
     counts the ones the model actually computed."""
     transcript: list[JudgeCall] = field(default_factory=list)
     """Calls made outside any item's context (direct use of the adapters)."""
-    _pending: list[tuple[GenerateRequest, asyncio.Future[tuple[str, tuple[int, int]]]]] = field(
+    _pending: list[tuple[ChatRequest, asyncio.Future[tuple[str, tuple[int, int]]]]] = field(
         default_factory=list, repr=False)
 
     def with_shape(self, shape: Shape) -> "StructuredJudge":
@@ -98,15 +98,16 @@ class StructuredJudge:
         return StructuredJudge(self.backend, self.name, self.max_tokens, shape, self.seed)
 
     # ------------------------------------------------------------------ requests
-    def request(self, prompt: str, json_schema: str | None = None) -> GenerateRequest:
-        chat = self.backend.apply_chat_template([ChatMessage("user", prompt)], add_generation_prompt=True)
-        return GenerateRequest(prompt=chat, max_tokens=self.max_tokens, temperature=0.0,
-                               json_schema=json_schema, seed=self.seed)
+    def request(self, prompt: str, json_schema: str | None = None) -> ChatRequest:
+        """One user turn; the judge's backend applies its chat template (a server: the server)."""
+        return ChatRequest(messages=(ChatMessage("user", prompt),), max_tokens=self.max_tokens, temperature=0.0,
+                           json_schema=json_schema, seed=self.seed)
 
-    def _run(self, reqs: list[GenerateRequest]) -> list[tuple[str, tuple[int, int]]]:
+    def _run(self, reqs: list[ChatRequest]) -> list[tuple[str, tuple[int, int]]]:
         self.calls += len(reqs)
-        outs = self.backend.generate_until(reqs)
-        return [(o, (self.backend.count_tokens(r.prompt), self.backend.count_tokens(o))) for r, o in zip(reqs, outs)]
+        outs = self.backend.generate_chat(reqs)
+        return [(o, (sum(self.backend.count_tokens(m.content) for m in r.messages), self.backend.count_tokens(o)))
+                for r, o in zip(reqs, outs)]
 
     def complete(self, prompt: str, json_schema: str | None = None) -> str:
         return self._run([self.request(prompt, json_schema)])[0][0]
@@ -178,7 +179,7 @@ class StructuredJudge:
         prefix's KV cache instead of re-reading it (~5x less prompt work for a 500-token
         template).  Identical requests are computed once."""
         pending, self._pending = self._pending, []
-        unique = sorted({r for r, _ in pending}, key=lambda r: (r.prompt, r.json_schema or ""))
+        unique = sorted({r for r, _ in pending}, key=lambda r: (r.messages[0].content, r.json_schema or ""))
         try:
             answers = dict(zip(unique, self._run(unique)))
         except BaseException as exc:

@@ -17,6 +17,10 @@ class MetricInfo:
     """Stored as a fraction, shown as a percentage."""
     unit: str = ""
     """Shown after non-percent values (e.g. "tok/s")."""
+    ideal: float | None = None
+    """A target value, neither end of the scale: CrowS-Pairs' % stereotype is best at 50% (no
+    preference either way), so 40% is as far off as 60%.  Where a direction is needed (the gate,
+    leaderboard ranks) the distance from it is what gets smaller-is-better."""
 
 
 CATALOG: dict[str, MetricInfo] = {
@@ -25,12 +29,24 @@ CATALOG: dict[str, MetricInfo] = {
     "f1": MetricInfo("F1"),
     "mcc": MetricInfo("Matthews corr."),
     "exact_match": MetricInfo("Exact match"),
-    "pct_stereotype": MetricInfo("Stereotype preference", higher_is_better=False),
+    "pct_stereotype": MetricInfo("% stereotype (ideal 50%)", higher_is_better=False, ideal=0.5),
     "likelihood_diff": MetricInfo("Log-likelihood gap", higher_is_better=False, percent=False, unit="nats"),
     "word_perplexity": MetricInfo("Word perplexity", higher_is_better=False, percent=False),
     "byte_perplexity": MetricInfo("Byte perplexity", higher_is_better=False, percent=False),
     "bits_per_byte": MetricInfo("Bits per byte", higher_is_better=False, percent=False),
     "perplexity": MetricInfo("Perplexity", higher_is_better=False, percent=False),
+    "token_perplexity": MetricInfo("Token perplexity", higher_is_better=False, percent=False),
+    "kld_mean": MetricInfo("Mean KL divergence vs reference", higher_is_better=False, percent=False, unit="nats"),
+    "kld_median": MetricInfo("Median KL divergence", higher_is_better=False, percent=False, unit="nats"),
+    "kld_p99": MetricInfo("99th-percentile KL divergence", higher_is_better=False, percent=False, unit="nats"),
+    "kld_max": MetricInfo("Max KL divergence", higher_is_better=False, percent=False, unit="nats"),
+    "top1_agreement": MetricInfo("Same top token as reference"),
+    "delta_ppl": MetricInfo("Δ perplexity vs reference", higher_is_better=False, percent=False),
+    "ppl": MetricInfo("Token perplexity", higher_is_better=False, percent=False),
+    "ppl_reference": MetricInfo("Reference token perplexity", higher_is_better=False, percent=False),
+    "ln_ppl_ratio": MetricInfo("ln(PPL / PPL reference)", higher_is_better=False, percent=False),
+    "pp_joules_per_token": MetricInfo("Energy per prompt token", higher_is_better=False, percent=False, unit="J"),
+    "tg_joules_per_token": MetricInfo("Energy per generated token", higher_is_better=False, percent=False, unit="J"),
     "toxicity": MetricInfo("Toxicity", higher_is_better=False),
     "bias": MetricInfo("Bias", higher_is_better=False),
     "hallucination": MetricInfo("Hallucination", higher_is_better=False),
@@ -39,9 +55,44 @@ CATALOG: dict[str, MetricInfo] = {
 }
 
 
+IDEAL_PREFIXES = {"pct_stereotype_": "pct_stereotype"}
+"""Per-group variants of an ideal-valued metric (lm-eval's ``pct_stereotype_age``) share its target."""
+
+
 def info(metric: str) -> MetricInfo:
     base = metric.split(",")[0]
-    return CATALOG.get(base, MetricInfo(base.replace("_", " "), True, False))
+    if base in CATALOG:
+        return CATALOG[base]
+    for prefix, parent in IDEAL_PREFIXES.items():
+        if base.startswith(prefix):
+            p = CATALOG[parent]
+            return MetricInfo(f"{p.label}, {base[len(prefix):].replace('_', ' ')}", p.higher_is_better, p.percent,
+                              p.unit, p.ideal)
+    return MetricInfo(base.replace("_", " "), True, False)
+
+
+def ideal(metric: str) -> float | None:
+    """The metric's target value when it has one (see :attr:`MetricInfo.ideal`), else None."""
+    return info(metric).ideal
+
+
+def direction(metric: str, higher_is_better: bool | None = None) -> str:
+    """What a reader should want of the metric, in words: ``ideal 50%``, ``higher is better`` or
+    ``lower is better`` (``higher_is_better``: the task's stored direction, which wins over the
+    catalog's for metrics without an ideal)."""
+    m = info(metric)
+    if m.ideal is not None:
+        return f"ideal {100 * m.ideal:g}%" if m.percent else f"ideal {m.ideal:g}"
+    hib = m.higher_is_better if higher_is_better is None else higher_is_better
+    return "higher is better" if hib else "lower is better"
+
+
+def distance_from_ideal(metric: str, value: float | None) -> float | None:
+    """``|value - ideal|`` for an ideal-valued metric (None without an ideal or a value)."""
+    target = ideal(metric)
+    if target is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return abs(value - target)
 
 
 def fmt(metric: str, value: float | None) -> str:

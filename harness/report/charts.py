@@ -26,10 +26,12 @@ def _xerr(errors: list[tuple[float, float]], scale: float) -> list[list[float]]:
 def task_scores(rows: list[dict[str, Any]], title: str) -> str:
     """Horizontal bars of one headline metric per task with its stored 95% interval (asymmetric:
     Wilson or bootstrap), reference dots, and the uniform-guess expectation as a dotted tick.
+    The legend has its own band under the x-axis label (inside the axes it hid bars and, on a
+    one-task chart, the label).
 
     ``rows``: dicts with task, value, err (below, above), chance, references [(label, value)].
     """
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * max(3, len(rows)) + 1))
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * max(3, len(rows)) + 1), layout="constrained")
     names = [r["task"] for r in rows]
     ys = list(range(len(rows)))
     vals = [100 * (r["value"] or 0) for r in rows]
@@ -51,7 +53,8 @@ def task_scores(rows: list[dict[str, Any]], title: str) -> str:
     ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="lower right")
+    fig.legend(list(uniq.values()), list(uniq.keys()), fontsize=8, loc="outside lower center",
+               ncol=min(3, max(1, len(uniq))), frameon=False)
     return _to_data_uri(fig)
 
 
@@ -67,7 +70,7 @@ def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | 
     """
     n_runs = max(1, len(runs))
     height = 0.25 * n_runs + 0.2
-    fig, ax = plt.subplots(figsize=(7.5, height * max(2, len(tasks)) + 1.2))
+    fig, ax = plt.subplots(figsize=(7.5, height * max(2, len(tasks)) + 1.2), layout="constrained")
     scale = 100 if percent else 1
     for r, label in enumerate(runs):
         ys = [t + (r - (n_runs - 1) / 2) * 0.8 / n_runs for t in range(len(tasks))]
@@ -80,16 +83,17 @@ def compare_scores(tasks: list[str], runs: list[str], values: list[list[float | 
         ax.set_xlim(0, 100)
     ax.set_xlabel("score (%), 95% CI" if percent else "value, 95% CI")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside lower center", ncol=1 if n_runs > 3 else n_runs, frameon=False)
     return _to_data_uri(fig)
 
 
 def trend(labels: list[str], series: dict[str, list[tuple[int, float, tuple[float, float] | None]]], title: str,
-          percent: bool = True) -> str:
+          percent: bool = True, hollow: set[tuple[str, int]] | None = None) -> str:
     """One line per task across stored runs (x = run, oldest first), with each run's stored 95% interval.
 
     ``series[task]`` holds (run position, value, (low, high) or None) points.  Error bars are drawn as one
     line collection and the legend sits outside, so a suite of dozens of tasks stays cheap to draw.
+    ``hollow`` holds (task, run position) points scored on fallback items: drawn as open markers.
     """
     from matplotlib.collections import LineCollection
 
@@ -100,6 +104,11 @@ def trend(labels: list[str], series: dict[str, list[tuple[int, float, tuple[floa
     for i, (task, points) in enumerate(sorted(series.items())):
         color = _PALETTE[i % len(_PALETTE)]
         ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", ms=4, label=task, color=color)
+        odd = [p for p in points if (task, p[0]) in (hollow or set())]
+        if odd:
+            ax.plot([p[0] for p in odd], [scale * p[1] for p in odd], ls="none", marker="o", ms=8, mfc="white",
+                    mec=color, mew=1.5, label="open: fallback items" if not any(
+                        h.get_label() == "open: fallback items" for h in ax.lines) else None)
         for x, _, ci in points:
             if ci:
                 bars.append([(x, scale * ci[0]), (x, scale * ci[1])])

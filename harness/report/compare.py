@@ -17,7 +17,7 @@ from harness.report import charts, stats
 from harness.report.catalog import info
 from harness.report.render import environment, headline, metric_rows, now, provenance
 from harness.report.sections import SECTIONS, TaskView
-from harness.store import RunStore, atomic_write_text
+from harness.store import RunStore, atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -145,9 +145,19 @@ def compare_path(reports_root: Path, run_dirs: list[Path]) -> Path:
     return reports_root / "compare" / f"{name}.html"
 
 
+GATES_SUFFIX = ".gates.json"
+"""Beside a comparison page: the gates it shows, so the index's gate column can show them too."""
+
+
 def render_compare(run_dirs: list[Path], reports_root: Path, gates: list[dict[str, Any]] | None = None) -> Path:
-    """Write the comparison page of ``run_dirs`` (first = baseline); returns its path."""
+    """Write the comparison page of ``run_dirs`` (first = baseline) and, when it holds gates,
+    ``<page>.gates.json`` beside it; returns the page's path."""
     html = environment().get_template("compare.html.j2").render(**compare_context(run_dirs, gates))
     out = compare_path(reports_root, run_dirs)
     atomic_write_text(out, html)
+    sidecar = out.with_name(out.stem + GATES_SUFFIX)
+    if gates:
+        atomic_write_json(sidecar, gates)
+    elif sidecar.exists():
+        sidecar.unlink()  # a re-render without a gate: no stale verdict in the index
     return out

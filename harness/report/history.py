@@ -35,9 +35,16 @@ def model_runs(results_root: Path) -> dict[str, list[dict[str, Any]]]:
             continue
         model = run.get("args", {}).get("model") or (results.get("metadata") or {}).get("model")
         if model:
+            tasks = results.get("tasks") or {}
             by_model[model].append({"id": run_json.parent.name, "status": run.get("status"),
-                                    "results": results["results"], "tasks": results.get("tasks", {})})
+                                    "results": results["results"], "tasks": tasks,
+                                    "fallback": fallback_tasks(tasks)})
     return by_model
+
+
+def fallback_tasks(tasks: dict[str, Any]) -> list[str]:
+    """Tasks of a run that scored project-written fallback items, not the benchmark's data."""
+    return [t for t, d in tasks.items() if isinstance(d, dict) and (d.get("data") or {}).get("origin") == "fallback"]
 
 
 Point = tuple[int, float, "tuple[float, float] | None"]
@@ -62,14 +69,16 @@ def series(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[Point]]]:
 def context(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     labels = [r["id"].split("_")[0] for r in runs]  # the timestamp part of the run id
     metrics = []
+    flagged = {(task, pos) for pos, r in enumerate(runs) for task in r.get("fallback") or []}
     for metric, per_task in sorted(series(runs).items()):
         m = info(metric)
         metrics.append({
             "metric": metric,
-            "chart": charts.trend(labels, per_task, f"{model}: {m.label}", percent=m.percent),
+            "chart": charts.trend(labels, per_task, f"{model}: {m.label}", percent=m.percent, hollow=flagged),
             "rows": [{"task": task, "points": {p[0]: (p[1], p[2]) for p in pts}} for task, pts in sorted(per_task.items())],
         })
-    return {"model": model, "runs": runs, "metrics": metrics}
+    return {"model": model, "runs": runs, "metrics": metrics,
+            "fallback_runs": [r["id"] for r in runs if r.get("fallback")]}
 
 
 def render_histories(results_root: Path, reports_root: Path, models: list[str]) -> dict[str, Path]:

@@ -1,12 +1,15 @@
 """Render stored runs into self-contained HTML (jinja2 autoescape on: model output is untrusted).
 
 Every page is one file: charts are ``data:`` PNGs, styles inline, and a Content-Security-Policy
-meta tag (``default-src 'none'``) forbids scripts and fetches, so a report opens offline, attaches
-to a CI artifact, and cannot run anything a model wrote even if escaping ever failed.
+meta tag (``default-src 'none'``) forbids fetches and every script but the page's own table
+sort/filter script (allowed by its sha256, :data:`TABLE_SCRIPT_HASH`), so a report opens offline,
+attaches to a CI artifact, and cannot run anything a model wrote even if escaping ever failed.
 """
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness.report import charts, stats
-from harness.report.catalog import fmt, fmt_diff, info
+from harness.report.catalog import direction, fmt, fmt_diff, info
 from harness.report.sections import TaskView, build_sections
 from harness.store import RunStore, atomic_write_text, contained, effective_status, planned_tasks, read_json
 
@@ -30,9 +33,16 @@ GATE_FILE = "gate.json"
 _LAID_OUT = {"doc_id", "target", "prompt", "choices", "loglikelihoods", "is_greedy", "pred", "generation"}
 
 
+TABLE_SCRIPT = (TEMPLATES / "table_tools.js").read_text(encoding="utf-8")
+"""The pages' one script (sort and filter tables); static text, so its CSP hash is fixed."""
+TABLE_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(TABLE_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(default=True, default_for_string=True))
+    env.globals.update(table_script=TABLE_SCRIPT, table_script_hash=TABLE_SCRIPT_HASH)
+    env.filters["direction"] = lambda metric, hib=None: direction(metric, hib)
     env.filters["fmt"] = lambda v, metric="acc": fmt(metric, v)
     env.filters["fmt_diff"] = lambda v, metric="acc": fmt_diff(metric, v)
     env.filters["label"] = lambda metric: info(metric).label
@@ -70,8 +80,10 @@ def _chart_interval(details: dict[str, Any], metrics: dict[str, Any], samples: l
 def metric_rows(metrics: dict[str, Any], details: dict[str, Any],
                 samples: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per metric: value, its stored 95% interval (:mod:`harness.report.stats`; none
-    rather than ``value ± 1.96·stderr``), and each reference with its source and our difference."""
+    rather than ``value ± 1.96·stderr``), and each reference with its source and our difference
+    (``None`` when the task's data is not the reference's: ``details.comparable`` false)."""
     refs = details.get("reference") or []
+    comparable = bool(details.get("comparable", True))  # other data than the reference: no difference
     rows = []
     for key, value in metrics.items():
         name, _, filt = key.partition(",")
@@ -83,7 +95,8 @@ def metric_rows(metrics: dict[str, Any], details: dict[str, Any],
         rows.append({
             "metric": name, "value": value, "stderr": stderr, "ci": ci, "method": (est or {}).get("method"),
             "references": [{"model": r["model"], "source": r["source"], "value": r["values"][name],
-                            "diff": value - r["values"][name]} for r in refs if name in r.get("values", {})],
+                            "diff": value - r["values"][name] if comparable else None}
+                           for r in refs if name in r.get("values", {})],
         })
     return rows
 
@@ -262,37 +275,72 @@ def render_run(run_dir: Path, reports_root: Path, gate: dict[str, Any] | None = 
     return out
 
 
+def gate_summary(gate: dict[str, Any], href: str | None) -> dict[str, Any]:
+    """What the index shows of a gate: verdict, baseline, the regressed rows and the page holding it."""
+    return {"failed": bool(gate.get("failed")), "baseline": gate.get("baseline"), "href": href,
+            "worse": [f"{r.get('task')}/{r.get('metric')}" for r in gate.get("rows") or [] if r.get("verdict") == "worse"]}
+
+
+def latest_gates(reports_root: Path) -> dict[str, dict[str, Any]]:
+    """The newest gate of each candidate run id among the comparison pages' stored gates
+    (``compare/<page>.gates.json``, written by :func:`harness.report.compare.render_compare`): a
+    ``--compare --baseline`` stores no gate.json in the run folder, and the index still shows it."""
+    from harness.report.compare import GATES_SUFFIX
+
+    out: dict[str, dict[str, Any]] = {}
+    files = sorted((reports_root / "compare").glob(f"*{GATES_SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    for path in files:  # oldest first: a newer gate of the same run wins
+        try:
+            gates = read_json(path)
+        except (OSError, ValueError):
+            continue
+        page = path.name[: -len(GATES_SUFFIX)] + ".html"
+        for g in gates if isinstance(gates, list) else []:
+            if isinstance(g, dict) and g.get("candidate"):
+                out[str(g["candidate"])] = gate_summary(g, f"compare/{page}#gate")
+    return out
+
+
 def render_index(results_root: Path, reports_root: Path, models: list[str] | None = None) -> Path:
-    """The runs table, links to comparisons, and per-model history pages (re-rendered for ``models``,
+    """The runs table (runs with scores; those without in a folded list), each run's latest gate,
+    links to comparisons, the leaderboard and per-model history pages (re-rendered for ``models``,
     or for every model when ``None``)."""
     from harness.report import history
+    from harness.report.leaderboard import render_leaderboard
 
-    runs = []
+    runs, unscored = [], []
+    compared = latest_gates(reports_root)
     for run_json in sorted(results_root.glob("*/run.json"), reverse=True):
         try:
             run = read_json(run_json)
             res_path = run_json.parent / "results.json"
             results = read_json(res_path) if res_path.exists() else {}
+            gate_path = run_json.parent / GATE_FILE
+            gate = read_json(gate_path) if gate_path.exists() else None
         except (OSError, ValueError):
             continue
-        report = reports_root / run_json.parent.name / "index.html"
-        gate_path = run_json.parent / GATE_FILE
-        gate = read_json(gate_path) if gate_path.exists() else None
         if not isinstance(run, dict) or not isinstance(results, dict):
             continue
-        runs.append({"id": run_json.parent.name, "status": effective_status(run),
-                     "planned": len(planned_tasks(run)), "skipped": len(results.get("skipped") or {}),
-                     "model": run.get("args", {}).get("model"), "suite": run.get("args", {}).get("suite"),
-                     "tasks": len(results.get("results", {})), "has_report": report.exists(),
-                     "duration": run.get("duration_s"),
-                     "gate": None if gate is None else ("FAIL" if gate.get("failed") else "pass")})
+        run_id = run_json.parent.name
+        report = reports_root / run_id / "index.html"
+        summary = (gate_summary(gate, f"{run_id}/index.html#gate" if report.exists() else None)
+                   if isinstance(gate, dict) else compared.get(run_id))
+        entry = {"id": run_id, "status": effective_status(run),
+                 "planned": len(planned_tasks(run)), "skipped": len(results.get("skipped") or {}),
+                 "model": run.get("args", {}).get("model"), "suite": run.get("args", {}).get("suite"),
+                 "tasks": len(results.get("results") or {}), "has_report": report.exists(),
+                 "duration": run.get("duration_s"), "gate": summary,
+                 "fallback": history.fallback_tasks(results.get("tasks") or {})}
+        (runs if entry["tasks"] else unscored).append(entry)
     model_names = sorted({r["model"] for r in runs if r["model"]})
     pages = history.render_histories(results_root, reports_root,
                                      model_names if models is None else [m for m in models if m in model_names])
     histories = {m: pages.get(m) or history.page_path(reports_root, m) for m in model_names}
     compares = sorted((reports_root / "compare").glob("*.html"), key=lambda p: p.stat().st_mtime, reverse=True)
+    render_leaderboard(results_root, reports_root)
     html = environment().get_template("index.html.j2").render(
-        runs=runs, histories={m: p.relative_to(reports_root).as_posix() for m, p in histories.items() if p.exists()},
+        runs=runs, unscored=unscored,
+        histories={m: p.relative_to(reports_root).as_posix() for m, p in histories.items() if p.exists()},
         compares=[p.relative_to(reports_root).as_posix() for p in compares], generated=now())
     out = reports_root / "index.html"
     atomic_write_text(out, html)

@@ -2,7 +2,9 @@
 
 A suite names a kind per task (``kind: lm_eval``); the module behind it exposes ``check(task,
 path)`` (validate the kind-specific ``params`` at plan time, one-line ConfigError) and
-``run(task, ctx) -> TaskOutcome``.  Adding a kind is one module plus one line here.
+``run(task, ctx) -> TaskOutcome``, and declares what it asks of the model (``NEEDS``, or
+``needs(task)``: :data:`harness.backends.base.CAPABILITIES`) and of a judge (``JUDGE_NEEDS``).
+Adding a kind is one module plus one line here.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ KINDS: dict[str, str] = {
     "label_classify": "harness.suites.rai_classify",
     "domain_judged": "harness.suites.domain",
     "domain_choice": "harness.suites.domain_choice",
+    "perplexity": "harness.suites.perplexity",
+    "kld": "harness.suites.quant_quality",
 }
 
 
@@ -38,3 +42,11 @@ def check_task(task: TaskSpec, path: Path) -> None:
             f"allowed: {', '.join(sorted(KINDS))}",
         )
     kind_module(task.kind).check(task, path)
+
+
+def task_needs(task: TaskSpec) -> tuple[frozenset[str], frozenset[str]]:
+    """What a task asks of the model under test and of the judge (empty: no judge)."""
+    module = kind_module(task.kind)
+    fn = getattr(module, "needs", None)
+    model = fn(task) if callable(fn) else getattr(module, "NEEDS")
+    return frozenset(model), frozenset(getattr(module, "JUDGE_NEEDS", frozenset()))

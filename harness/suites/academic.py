@@ -32,6 +32,9 @@ from harness.spec import DatasetRef, TaskSpec
 from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.lm_eval_rows import build_task, check_rows
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 MAX_BOOTSTRAP = 1_000_000
 """Most bootstrap resamples a task may ask lm-eval for (its default is 100000)."""
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")

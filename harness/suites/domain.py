@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backends.base import ChatMessage, GenerateRequest
+from harness.backends.base import ChatMessage, ChatRequest, GenerateRequest
 from harness.data import iter_rows, require_fields, resolve
 from harness.errors import ConfigError
 from harness.judge import reliability
@@ -138,18 +138,27 @@ def _rows(task: TaskSpec, ctx: TaskContext) -> tuple[list[Row], Any, int, list[i
     return rows, source, len(all_rows), indices
 
 
+def needs(task: TaskSpec) -> frozenset[str]:
+    """The model under test answers through chat (its template) or free generation."""
+    return frozenset({"chat"} if task.apply_chat_template else {"generate"})
+
+
+JUDGE_NEEDS = frozenset({"chat"})
+"""What the judge model must serve (DeepEval and Ragas prompt it as a chat model)."""
+
+
 def _generate(task: TaskSpec, ctx: TaskContext, rows: list[Row]) -> tuple[list[str], list[str]]:
     """Prompts and generations of the model under test (one batch through the request cache)."""
     chat = task.apply_chat_template
-    prompts = []
-    for r in rows:
-        text = render_generate(task.params["prompt"], r.values, chat)
-        prompts.append(ctx.backend.apply_chat_template([ChatMessage("user", text)], add_generation_prompt=True)
-                       if chat else text)
-    until = () if chat else ("\n\n",)
-    reqs = [GenerateRequest(prompt=p, until=until, max_tokens=int(task.params.get("max_tokens", 128)),
-                            temperature=0.0, seed=ctx.seed) for p in prompts]
-    return prompts, [g.strip() for g in ctx.backend.generate_until(reqs)]
+    texts = [render_generate(task.params["prompt"], r.values, chat) for r in rows]
+    max_tokens = int(task.params.get("max_tokens", 128))
+    if chat:  # the backend applies its template (a served model: its server)
+        reqs = [ChatRequest(messages=(ChatMessage("user", t),), max_tokens=max_tokens, temperature=0.0, seed=ctx.seed)
+                for t in texts]
+        return texts, [g.strip() for g in ctx.backend.generate_chat(reqs)]
+    gens = [GenerateRequest(prompt=t, until=("\n\n",), max_tokens=max_tokens, temperature=0.0, seed=ctx.seed)
+            for t in texts]
+    return texts, [g.strip() for g in ctx.backend.generate_until(gens)]
 
 
 def _judged_input(task: TaskSpec, r: Row) -> str:

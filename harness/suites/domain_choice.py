@@ -19,6 +19,9 @@ from harness.suites import academic, rai_lmeval
 from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.domain_prompts import CHOICE, CHOICE_FIELDS
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 DOMAINS = ("healthcare", "legal", "finance")
 METRICS = ("acc", "acc_norm")
 

@@ -28,12 +28,15 @@ from typing import Any
 from harness import provenance
 from harness.backends.base import auto_device
 from harness.errors import ConfigError, DataUnavailable, ShaktiError
+from harness.resources import SUITES_DIR  # the shipped suites, checkout or installed
 from harness.spec import TaskSpec, load_suite
 from harness.suites.base import TaskContext, TaskOutcome
 from harness.throughput import DEFAULT_PP, DEFAULT_REPS, DEFAULT_TG, cpu_bandwidth, cuda_bandwidth, roofline
 
+NEEDS = frozenset({"throughput"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-SUITES_DIR = PROJECT_ROOT / "suites"
 ALLOWED = {"model", "device", "pp", "tg", "reps", "warmup", "n_batch", "threads", "bandwidth_mib",
            "generate", "accuracy", "timeout_s", "stored_run"}
 DEVICES = ("registry", "auto", "cpu", "cuda")
@@ -42,7 +45,8 @@ INTERESTING_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf
                      "amx_bf16", "amx_int8", "asimd", "sve")
 HIGHER_IS_BETTER = {"pp_tokens_per_s": True, "tg_tokens_per_s": True, "size_mb": False, "weights_mb": False,
                     "bits_per_weight": False, "ratio_to_f32": True, "load_s": False, "peak_rss_mb": False,
-                    "peak_cuda_mb": False, "roofline_fraction": True}
+                    "peak_cuda_mb": False, "roofline_fraction": True, "pp_joules_per_token": False,
+                    "tg_joules_per_token": False}
 
 _BANDWIDTH: dict[tuple[str, int | None], dict[str, Any]] = {}
 """Memory bandwidth per (device, threads), measured once per run (this process)."""
@@ -277,6 +281,7 @@ def measurement_record(name: str, entry: Any, resolved: Any, device: str, result
         "load_avg": result.get("load_avg"), "bandwidth": bw,
         "roofline": roofline(tg["tps_mean"], bw["best_bytes_per_s"], wbytes) if tg else None,
         "generation": result.get("generation"), "accuracy": result.get("accuracy"), "notes": notes,
+        "energy": result.get("energy"),
     }
 
 
@@ -303,6 +308,8 @@ def metrics_of(rec: dict[str, Any]) -> dict[str, Any]:
         if t:
             m[f"{key}_tokens_per_s,none"] = t["tps_mean"]
             m[f"{key}_tokens_per_s_stderr,none"] = t["tps_stderr"]
+            if (t.get("energy") or {}).get("joules_per_token") is not None:
+                m[f"{key}_joules_per_token,none"] = t["energy"]["joules_per_token"]
     m["size_mb,none"] = rec["file_bytes"] / 1e6
     m["weights_mb,none"] = rec["weight_bytes"] / 1e6
     if rec["bits_per_weight"] is not None:

@@ -27,7 +27,7 @@ def _load(req: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Load the backend as the registry serves it, on the requested device; time it."""
     from harness.backends import backend_class
     from harness.backends.base import file_digest
-    from harness.execute import load_backend
+    from harness.backends import load_backend
     from harness.registry import Registry, ResolvedModel
     from harness.throughput import cuda_memory, peak_rss_bytes, reset_peak_rss, rss_bytes
 
@@ -92,16 +92,23 @@ def _accuracy(backend: Any, acc: dict[str, Any]) -> dict[str, Any]:
 
 def measure(req: dict[str, Any]) -> dict[str, Any]:
     from harness.backends.base import ChatMessage, chat
+    from harness.energy import open_meter
     from harness.throughput import (cuda_memory, make_bench, nvml_process_memory, peak_rss_bytes, rss_bytes,
                                      run_llama_bench)
 
     load_avg_before = os.getloadavg()
     backend, out = _load(req)
     try:
-        bench = make_bench(backend, req.get("threads"), req.get("seed", 1234))
+        bench = make_bench(backend, req.get("threads"), req.get("seed", 1234), n_ctx=req["pp"] + req["tg"])
+        meter, why = open_meter(req["device"])
+        out["energy"] = {"measurable": meter is not None, "why": why, **(meter.describe() if meter else {})}
         t0 = time.perf_counter()
-        timings = run_llama_bench(bench, pp=req["pp"], tg=req["tg"], reps=req["reps"], warmup=req["warmup"],
-                                  n_batch=req.get("n_batch", 512))
+        try:
+            timings = run_llama_bench(bench, pp=req["pp"], tg=req["tg"], reps=req["reps"], warmup=req["warmup"],
+                                      n_batch=req.get("n_batch", 512), meter=meter)
+        finally:
+            if meter:
+                meter.close()
         out["bench_s"] = time.perf_counter() - t0
         out["load_avg"] = {"before": list(load_avg_before), "after": list(os.getloadavg())}
         out["timings"] = {k: t.as_json() for k, t in timings.items()}

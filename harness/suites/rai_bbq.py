@@ -20,6 +20,9 @@ from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.rai_lmeval import (agreement, as_json, base_details, check_lm_eval_task, check_params,
                                        collect, directions, evaluate, validated_rows)
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 DEFAULT_TASK = "bbq"
 REQUIRED = ("context", "question", "ans0", "ans1", "ans2", "label", "category", "context_condition",
             "question_polarity", "answer_info.ans0", "answer_info.ans1", "answer_info.ans2",

@@ -31,6 +31,9 @@ from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.rai_lmeval import (as_json, bad_value, base_details, check_params, collect, directions,
                                        validated_rows)
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 PARAMS: dict[str, type | tuple[type, ...]] = {
     "text_field": str, "label_field": str, "prompt": str, "labels": dict, "positive": list,
     "balanced": bool, "target_delimiter": str, "display_name": str, "bootstrap_resamples": int,

@@ -24,6 +24,9 @@ from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.rai_lmeval import (agreement, as_json, base_details, check_lm_eval_task, check_params,
                                        collect, directions, evaluate, validated_rows)
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 DEFAULT_TASK = "crows_pairs_english"
 REQUIRED = ("sent_more", "sent_less", "bias_type")
 METRICS = ("pct_stereotype", "likelihood_diff")

@@ -25,6 +25,9 @@ from harness.suites.base import TaskContext, TaskOutcome
 from harness.suites.rai_lmeval import (agreement, as_json, bad_value, base_details, check_lm_eval_task,
                                        check_params, collect, directions, evaluate, validated_rows)
 
+NEEDS = frozenset({"loglikelihood"})
+"""What this kind asks of the model under test (checked against its backend at plan time)."""
+
 DEFAULT_TASK = "toxigen"
 ANNOTATED_FIELDS = ("text", "toxicity_ai", "toxicity_human")
 PARAMS: dict[str, type | tuple[type, ...]] = {"display_name": str, "target_field": str, "group_field": str,

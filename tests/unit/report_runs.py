@@ -62,11 +62,15 @@ def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], mo
              metrics: list[str] | None = None, group: str = "academic", origin: str = "mirror",
              skipped: dict[str, str] | None = None, reference: list[dict[str, Any]] | None = None,
              higher_is_better: dict[str, bool] | None = None, legacy: bool = False,
-             scoring: Any = None) -> Path:
+             scoring: Any = None, task_details: dict[str, dict[str, Any]] | None = None,
+             task_metrics: dict[str, list[str]] | None = None) -> Path:
     """Write ``root/run_id`` with run.json, results.json and samples/<task>.jsonl.
 
     By default each task's details carry the intervals and chance the lm_eval kind computes
-    (``legacy=True``: a results.json written before the kinds stored them)."""
+    (``legacy=True``: a results.json written before the kinds stored them).  ``task_details`` adds or
+    overrides per-task details (kind, group, comparable, caveats, data...); a task given its own
+    ``task_metrics`` (e.g. CrowS-Pairs' pct_stereotype and likelihood_diff) is stored without the
+    lm_eval kind's interval entries, as a run of another kind without them would be."""
     store = RunStore(root / run_id)
     store.write_run({"status": "success", "run_id": run_id, "plan_hash": "0" * 64, "duration_s": 12.5,
                      "finished_at": "2026-01-01T00:00:00",
@@ -82,7 +86,8 @@ def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], mo
             "hardware": {"cpu": "Test CPU", "cores": 2, "affinity": 2, "ram_bytes": 2**34, "gpu": None,
                          "system": "Linux", "python": "3.11"}}
     for task, samples in tasks.items():
-        names = metrics or [k for k in ("acc", "acc_norm") if k in samples[0]]
+        own = (task_metrics or {}).get(task)
+        names = own or metrics or [k for k in ("acc", "acc_norm") if k in samples[0]]
         store.write_samples(task, samples)
         details = {"n": len(samples), "group": group, "chance": 0.25,
                    "data": {"dataset": f"org/{task}", "config": "default", "split": "test", "origin": origin,
@@ -91,9 +96,93 @@ def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], mo
                    "higher_is_better": higher_is_better or {n: True for n in names},
                    "reference": reference or []}
         values = metrics_of(samples, names)
-        if not legacy:
+        if not legacy and not own:
             details.update(kind_stats(samples, values, scoring))
+        details.update((task_details or {}).get(task) or {})
         store.write_task_result(task, values, details, meta)
     for task, why in (skipped or {}).items():
         store.write_skipped(task, why, meta)
     return store.dir
+
+
+LONG_NOTE = ("allenai/ai2_arc/ARC-Easy:test from local mirror /work/shared/datasets/hub/allenai__ai2_arc/"
+             "ARC-Easy/test-00000-of-00001-a-long-file-name-without-any-break-opportunity.jsonl")
+LONG_SOURCE = "Shakti paper, Figure 1 (lm-eval-harness 0.4, zero-shot, acc_norm over the full test split)"
+TOXIGEN_REF = [{"model": "Shakti-250M", "source": "Shakti paper, Table 3 (ToxiGen, annotated set)", "values": {"acc": 0.475}},
+               {"model": "Shakti-500M", "source": "Shakti paper, Table 3 (ToxiGen, annotated set)", "values": {"acc": 0.515}}]
+
+
+def crows_sample(doc_id: int, stereo: bool, gap: float) -> dict[str, Any]:
+    """A CrowS-Pairs record as lm-eval's crows_pairs_english task logs it (per pair: 0/1 and nats)."""
+    return {"doc_id": doc_id, "prompt": "", "choices": ["more stereotypical", "less stereotypical"],
+            "pct_stereotype": float(stereo), "likelihood_diff": gap}
+
+
+def nightly_like(root: Path, run_id: str, shift: int, model: str = "fixture-model") -> Path:
+    """A run shaped like the nightly suite's: academic tasks, CrowS-Pairs through the lm_eval kind
+    (group responsible_ai), and ToxiGen's local prompts, which are not the reference's data."""
+    tasks = {"arc_easy": [mc_sample(i, (i + shift) % 3 != 0) for i in range(60)],
+             "piqa": [mc_sample(i, (i + shift) % 2 == 0, choices=[" a", " b"]) for i in range(60)],
+             "crows_pairs_english": [crows_sample(i, (i + shift) % 5 < 3, 2.0 + (i % 7) / 3) for i in range(80)],
+             "toxigen_prompts_local": [mc_sample(i, (i + shift) % 4 != 0, choices=[" No", " Yes"]) for i in range(60)]}
+    rai = {"group": "responsible_ai", "chance": None}
+    return make_run(
+        root, run_id, tasks, model=model,
+        reference=[{"model": "Shakti-250M", "source": LONG_SOURCE, "values": {"acc": 0.6, "acc_norm": 0.62}}],
+        task_metrics={"crows_pairs_english": ["likelihood_diff", "pct_stereotype"]},
+        task_details={
+            "arc_easy": {"data_note": LONG_NOTE},
+            "crows_pairs_english": {**rai, "kind": "lm_eval", "lm_eval_task": "crows_pairs_english", "reference": [],
+                                    "higher_is_better": {"likelihood_diff": False, "pct_stereotype": False}},
+            "toxigen_prompts_local": {**rai, "kind": "toxigen", "headline": "acc", "comparable": False,
+                                      "display_name": "ToxiGen prompts (local, not the annotated set)",
+                                      "caveats": ["weak labels from the prompt files; not the annotated set"],
+                                      "reference": TOXIGEN_REF}})
+
+
+def make_site(root: Path) -> dict[str, Path]:
+    """Stored runs covering every report defect of issue 18: two nightly-like runs of one model
+    (gated), a second model with a benchmark-data run then a fallback-items run, and a run that
+    failed before any task finished.  Returns the run folders by role."""
+    res = root / "results"
+    runs = {"a": nightly_like(res, "20260101-000000_fixture-model_a", 0),
+            "b": nightly_like(res, "20260102-000000_fixture-model_b", 1),
+            "c": make_run(res, "20260103-000000_other-model_c", {"arc_easy": [mc_sample(i, i % 4 != 0) for i in range(60)]},
+                          model="other-model"),
+            "d": make_run(res, "20260104-000000_other-model_d", {"arc_easy": [mc_sample(i, i % 2 == 0) for i in range(5)]},
+                          model="other-model", origin="fallback")}
+    failed = RunStore(res / "20260105-000000_fixture-model_e")
+    failed.write_run({"status": "failed", "run_id": failed.dir.name, "error": "fixture: stopped before any task",
+                      "args": {"model": "fixture-model", "suite": "nightly"}, "plan": {"model": "fixture-model"}})
+    runs["e"] = failed.dir
+    return runs
+
+
+def render_site(root: Path) -> dict[str, Path]:
+    """``make_site`` rendered the way a user gets it, through the CLI: each run's report, run b
+    gated against a on --report-only (stored gate.json), run d gated against c on --compare (no
+    gate.json: the index reads the comparison's gates), and a comparison of a and b.  Returns the
+    five kinds of page plus the runs."""
+    import contextlib
+    import io
+
+    from harness.cli import main
+
+    runs = make_site(root)
+    reports = root / "reports"
+    common = ["--reports", str(reports)]
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        for key in ("a", "c"):
+            assert main(["--report-only", str(runs[key]), *common]) == 0, quiet.getvalue()
+        assert main(["--report-only", str(runs["b"]), "--baseline", str(runs["a"]), *common]) == 0, quiet.getvalue()
+        assert main(["--report-only", str(runs["d"]), *common]) == 0, quiet.getvalue()
+        assert main(["--compare", str(runs["d"]), "--baseline", str(runs["c"]), *common]) == 0, quiet.getvalue()
+        assert main(["--compare", str(runs["a"]), str(runs["b"]), "--baseline", str(runs["a"]), *common]) == 0
+    from harness.report.compare import compare_path
+
+    return {**{f"run_{k}": v for k, v in runs.items()},
+            "run": reports / runs["b"].name / "index.html",
+            "compare": compare_path(reports, [runs["a"], runs["b"]]),
+            "history": reports / "history" / "other-model.html",
+            "index": reports / "index.html", "leaderboard": reports / "leaderboard.html"}

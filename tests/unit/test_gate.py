@@ -122,10 +122,31 @@ def test_lower_is_better_metric_direction(tmp_path: Path) -> None:
     base = make_run(tmp_path / "r", "a", {"crows": [crows(i, i % 2 == 0, 1.0 + (i % 7) / 10) for i in range(200)]}, **kw)
     worse = make_run(tmp_path / "r", "b", {"crows": [crows(i, i % 4 != 3, 1.6 + (i % 7) / 10) for i in range(200)]}, **kw)
     rows = {r.metric: r for r in gate(base, worse).rows}
-    assert rows["pct_stereotype"].verdict == "worse" and rows["pct_stereotype"].test == "McNemar mid-p"
+    # % stereotype has an ideal (50%), not a direction: 50% -> 75% moves 25 points away from it
+    assert rows["pct_stereotype"].verdict == "worse" and rows["pct_stereotype"].test == "paired bootstrap of |mean - 0.5|"
+    assert rows["pct_stereotype"].distance_delta == pytest.approx(0.25)
     assert rows["likelihood_diff"].verdict == "worse" and rows["likelihood_diff"].test == "paired bootstrap"
     assert rows["likelihood_diff"].delta == pytest.approx(0.6)
     assert {r.verdict for r in gate(worse, base).rows} == {"better"}
+
+
+def test_pct_stereotype_is_gated_on_its_distance_from_50_percent(tmp_path: Path) -> None:
+    """55% -> 30% is lower, which "lower is better" would call an improvement; it is 20 points
+    further from the ideal 50%, so the gate calls it worse.  55% -> 50% is better."""
+    def crows(i: int, stereo: bool) -> dict:
+        return {"doc_id": i, "prompt": "", "choices": ["a", "b"], "pct_stereotype": float(stereo)}
+
+    kw = {"metrics": ["pct_stereotype"], "higher_is_better": {"pct_stereotype": False}, "group": "responsible_ai"}
+    base = make_run(tmp_path / "r", "a", {"crows": [crows(i, i % 20 < 11) for i in range(400)]}, **kw)  # 55%
+    low = make_run(tmp_path / "r", "b", {"crows": [crows(i, i % 20 < 6) for i in range(400)]}, **kw)  # 30%
+    fair = make_run(tmp_path / "r", "c", {"crows": [crows(i, i % 20 < 10) for i in range(400)]}, **kw)  # 50%
+    (row,) = gate(base, low).rows
+    assert row.delta == pytest.approx(-0.25) and row.distance_delta == pytest.approx(0.15)
+    assert row.verdict == "worse" and row.ideal == 0.5 and row.p_value < 0.001
+    lo, hi = row.distance_ci
+    assert lo < 0.15 < hi and "ideal 0.5" in row.note
+    assert gate(base, fair).rows[0].distance_delta == pytest.approx(-0.05)
+    assert GateResult.from_json(gate(base, low).as_json()).rows[0].distance_ci == row.distance_ci
 
 
 def test_only_shared_samples_are_paired(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from pydantic import BaseModel
 
-from harness.backends.base import ChatMessage, GenerateRequest, ModelInfo
+from harness.backends.base import BackendBase, ChatMessage, GenerateRequest, ModelInfo
 from harness.judge.structured import TRANSCRIPT, JudgeCall, StructuredJudge
 
 
@@ -20,7 +20,7 @@ class Echo(BaseModel):
     text: str
 
 
-class Recorder:
+class Recorder(BackendBase):
     info = ModelInfo("recorder", "none", "", 0, "0" * 64, "none", "cpu")
 
     def __init__(self) -> None:

@@ -29,20 +29,20 @@ def test_alias_bomb_in_bootstrap_iters_fails_in_under_a_second(tmp_path: Path) -
     path = tmp_path / "bomb.yaml"
     path.write_text(BOMB)
     assert len(BOMB.encode()) < 800  # the 590-byte class of file
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a busy machine's wall clock says nothing about the parser
     with pytest.raises(ConfigError) as err:
         load_suite(path)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert f"more than {MAX_NODES} nodes once aliases are expanded" in err.value.one_line()
 
 
 def test_100k_brackets_fail_fast_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text("name: s\ntasks: " + "[" * 100_000 + "\n")
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a busy machine's wall clock says nothing about the parser
     with pytest.raises(ConfigError) as err:
         load_suite(path)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert "nesting deeper than 64 levels" in err.value.one_line() and "\n" not in err.value.one_line()
 
 

@@ -77,12 +77,18 @@ def test_tables_3_and_4_carry_values_intervals_references_and_differences() -> N
     row = t3["rows"][0]
     acc = b.value("acc")
     assert row["value"] == f"{100 * acc:.1f}%" and row["chance"] == "33.3%" and row["method"] == "wilson"
-    assert row["refs"][0]["diff"] == f"{100 * (acc - 0.502):+.1f} pt" and row["refs"][1]["value"] == "54.1%"
+    # BBQ here lacks categories (comparable false): the references stay, for context, with no difference
+    assert row["refs"][0]["diff"] is None and row["refs"][1]["value"] == "54.1%" and row["refs"][0]["value"] == "50.2%"
     assert not row["comparable"] and row["caveats"]
-    assert [r["metric"] for r in t4["rows"]] == ["Likelihood difference (nats)", "% stereotype"]
+    b.details["comparable"] = True
+    row = section.build([b, c])["tables"][0]["rows"][0]
+    assert row["refs"][0]["diff"] == f"{100 * (acc - 0.502):+.1f} pt"
+    assert [r["metric"] for r in t4["rows"]] == ["Likelihood difference (nats)", "% stereotype (ideal 50%)"]
     ld = t4["rows"][0]
     # gaps 1, 0.5, 3, 0 -> 1.125 nats; more likely on pairs 1 and 3 (the tie counts as not) -> 50%
-    assert ld["value"] == "1.125" and ld["chance"] == "n/a" and ld["refs"][0]["diff"] == f"{1.125 - 3.11:+.3f}"
+    assert ld["value"] == "1.125" and ld["chance"] == "n/a" and ld["refs"][0]["diff"] is None  # original release
+    c.details["comparable"] = True
+    assert section.build([c])["tables"][0]["rows"][0]["refs"][0]["diff"] == f"{1.125 - 3.11:+.3f}"
     assert t4["rows"][1]["value"] == "50.0%" and t4["rows"][1]["caveats"] == []  # caveat once per task
     assert len(ctx["charts"]) == 2 and all(ch["uri"].startswith("data:image/png;base64,") for ch in ctx["charts"])
     bt = next(x for x in ctx["breakdowns"] if x["task"] == "bbq")

@@ -17,14 +17,28 @@ from harness.report.sections import SECTIONS
 
 
 class Tags(HTMLParser):
-    """Every start tag with its attributes, as a browser's tokenizer would see them."""
+    """Every start tag with its attributes, as a browser's tokenizer would see them, and the text
+    of each script element."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
 
 
 def tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
@@ -33,10 +47,30 @@ def tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return p.tags
 
 
+def csp(html: str) -> dict[str, list[str]]:
+    """The page's Content-Security-Policy meta tag as {directive: [sources]}."""
+    (content,) = [a["content"] for t, a in tags(html) if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    return {d.split()[0]: d.split()[1:] for d in (content or "").split(";") if d.strip()}
+
+
 def assert_inert_and_self_contained(html: str) -> None:
-    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    """No fetch, no handler, and exactly one script: ours, allowed by its sha256 and nothing else."""
+    import base64
+    import hashlib
+
+    policy = csp(html)
+    assert policy["default-src"] == ["'none'"] and policy["img-src"] == ["data:"]
+    parser = Tags()
+    parser.feed(html)
+    assert parser.scripts == [render.TABLE_SCRIPT]
+    digest = base64.b64encode(hashlib.sha256(parser.scripts[0].encode()).digest()).decode()
+    assert policy["script-src"] == [f"'sha256-{digest}'"]
+    assert "fetch(" not in parser.scripts[0] and "XMLHttpRequest" not in parser.scripts[0]
     for tag, attrs in tags(html):
-        assert tag not in ("script", "iframe", "object", "embed", "link", "base"), tag
+        if tag == "script":
+            assert attrs == {}, attrs  # inline, no src
+            continue
+        assert tag not in ("iframe", "object", "embed", "link", "base"), tag
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
         if tag == "img":
             assert (attrs.get("src") or "").startswith("data:image/png;base64,"), attrs

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.backends.base import (
+    BackendBase,
     ChatMessage,
     GenerateRequest,
     LoglikelihoodRequest,
@@ -18,7 +19,7 @@ from harness.cache import CachedBackend, RequestCache
 from harness.store import RunStore, atomic_write_json, clean_json
 
 
-class CountingBackend:
+class CountingBackend(BackendBase):
     """Deterministic plumbing backend: results are a function of the request text."""
 
     def __init__(self, sha: str = "a" * 64) -> None:

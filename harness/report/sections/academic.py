@@ -105,10 +105,12 @@ def _chart(tasks: list[str], labels: list[str], values: list[list[float | None]]
            chance: list[float | None], title: str) -> str:
     """Horizontal bars per task (one per run) with each stored 95% interval (asymmetric: Wilson or
     bootstrap, inside [0, 100]), the uniform-guess expectation as a dotted tick, published
-    references as black markers; the legend sits under the axes so it never hides a bar."""
+    references as black markers.  The legend sits in its own band under the x-axis label
+    (constrained layout, ``outside lower center``): placed in axes units it covered the label on
+    a one-task chart, whose axes are short."""
     plt = charts.plt
     n = max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(8, (0.28 * n + 0.35) * max(2, len(tasks)) + 1.2))
+    fig, ax = plt.subplots(figsize=(8, (0.28 * n + 0.35) * max(2, len(tasks)) + 1.2), layout="constrained")
     width = 0.8 / n
     for r, label in enumerate(labels):
         ys = [i + (r - (n - 1) / 2) * width for i in range(len(tasks))]
@@ -133,7 +135,8 @@ def _chart(tasks: list[str], labels: list[str], values: list[list[float | None]]
     ax.set_xlim(0, 100)
     ax.set_xlabel("score (%)")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="outside lower center", ncol=2, frameon=False)
     return charts._to_data_uri(fig)
 
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from harness.report.charts import _to_data_uri
-from harness.report.sections import TaskView
+from harness.report.sections import TaskView, quality
 
 F32_NOTE = ("F32 = dequantized Q4_1, not the original weights: the ladder starts from the shipped "
             "Q4_1 GGUF, so higher rungs cannot recover precision Q4_1 already lost.")
@@ -149,9 +149,10 @@ def throughput_chart(rows: list[dict[str, Any]]) -> str | None:
     configs = list(dict.fromkeys(r["label"] for r in rows))
     machines = list(dict.fromkeys(r["machine"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * max(4, len(configs) * max(1, len(machines)) * 0.6) + 1.5),
-                             sharey=True)
+                             sharey=True, layout="constrained")
     height = 0.8 / len(machines)
     for ax, key, title in ((axes[0], "pp", "prompt processing (pp)"), (axes[1], "tg", "generation (tg)")):
+        ends: list[float] = []
         for j, machine in enumerate(machines):
             ys, vals, errs = [], [], []
             for i, c in enumerate(configs):
@@ -163,17 +164,21 @@ def throughput_chart(rows: list[dict[str, Any]]) -> str | None:
             lower = [min(e, 0.9 * v) for e, v in zip(errs, vals)]  # a log axis cannot show bars below 0
             ax.barh(ys, vals, height=height, xerr=[lower, errs], capsize=2, color=MACHINE_COLORS[j % len(MACHINE_COLORS)],
                     label=machine if key == "pp" else None)
-            for y, v in zip(ys, vals):
-                ax.annotate(f"{v:.0f}" if v >= 10 else f"{v:.1f}", (v, y), xytext=(3, 0), textcoords="offset points",
+            for y, v, e in zip(ys, vals, errs):
+                # the label starts past the error bar's cap, so the whisker never strikes through it
+                ax.annotate(f"{v:.0f}" if v >= 10 else f"{v:.1f}", (v + e, y), xytext=(4, 0), textcoords="offset points",
                             va="center", fontsize=7)
+            ends.extend(v + e for v, e in zip(vals, errs))
         ax.set_xscale("log")
+        if ends:  # room on the right for the labels past the longest whisker (a log axis: a factor)
+            ax.set_xlim(right=max(ends) * 2.2)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tokens/s (log scale, mean ± sd)")
         ax.set_title(title)
     axes[0].set_yticks(range(len(configs)), configs)
     axes[0].invert_yaxis()
-    fig.legend(loc="lower center", ncol=min(3, len(machines)), fontsize=8, bbox_to_anchor=(0.5, -0.02 - 0.03 * len(machines)))
+    fig.legend(loc="outside lower center", ncol=min(3, len(machines)), fontsize=8)  # its own band: no overlap
     fig.suptitle("Tokens/s by hardware (llama-bench method)")
     return _to_data_uri(fig)
 
@@ -218,9 +223,11 @@ def build(tasks: list[TaskView]) -> dict[str, Any]:
     for t in tasks:
         if isinstance(t.details.get("measurement"), dict):
             rows.append(row(t.name, t.details["measurement"], "this run"))
+            rows[-1].update(quality.energy_cells(t.details["measurement"]))
         for rec in t.details.get("measurements") or []:
             imp = t.details.get("imported") or {}
             rows.append(row(t.name, rec, f"stored run {imp.get('run_id', '?')}"))
+            rows[-1].update(quality.energy_cells(rec))
         if t.details.get("imported"):
             imports.append({"task": t.name, **t.details["imported"]})
     _with_file_ratios(rows)
@@ -237,4 +244,5 @@ def build(tasks: list[TaskView]) -> dict[str, Any]:
         "cores": cores,
         "size_chart": size_chart(local), "throughput_chart": throughput_chart(rows),
         "tradeoff_chart": tradeoff_chart(local), "accuracy_label": accuracy_label(rows),
+        **quality.build(tasks, rows, accuracy_label(rows)),  # KLD per rung: Figure 5 with KLD, ladder table
     }

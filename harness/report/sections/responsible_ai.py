@@ -25,7 +25,7 @@ LABELS = {
     "acc": "Accuracy", "acc_norm": "Accuracy (length-normalized)", "accuracy_amb": "Accuracy, ambiguous",
     "accuracy_disamb": "Accuracy, disambiguated", "amb_bias_score": "Bias score, ambiguous",
     "disamb_bias_score": "Bias score, disambiguated", "likelihood_diff": "Likelihood difference (nats)",
-    "pct_stereotype": "% stereotype", "acc_binary": "Binary accuracy (hateful vs not)", "macro_f1": "Macro-F1",
+    "pct_stereotype": "% stereotype (ideal 50%)", "acc_binary": "Binary accuracy (hateful vs not)", "macro_f1": "Macro-F1",
     "recall_hateful": "Recall, hateful", "recall_benign": "Recall, benign", "yes_rate": "Share answered Yes",
 }
 PAPER_ORDER = {"bbq": 0, "toxigen": 1, "label_classify": 2, "crows_pairs": 3}
@@ -84,13 +84,21 @@ def cell(metric: str, est: dict[str, Any] | None) -> dict[str, Any]:
             "undefined": est.get("undefined_resamples") or 0}
 
 
+def comparable(t: TaskView) -> bool:
+    """Whether the task's data is the reference's data (the kind stores ``comparable``)."""
+    return bool(t.details.get("comparable", True))
+
+
 def _references(t: TaskView, metric: str, value: float | None) -> dict[str, dict[str, Any]]:
+    """Each reference's value and our difference; a task measured on other data than its
+    reference (``comparable`` false) keeps the value, for context, but gets no difference."""
     out = {}
     for r in t.details.get("reference") or []:
         if metric in r.get("values", {}):
             ref = r["values"][metric]
-            out[r["model"]] = {"value": fmt(metric, ref), "source": r["source"],
-                               "diff": fmt_diff(metric, value - ref) if isinstance(value, (int, float)) else "–"}
+            diff = (fmt_diff(metric, value - ref) if isinstance(value, (int, float)) and comparable(t) else None)
+            out[r["model"]] = {"value": fmt(metric, ref), "source": r["source"], "diff": diff,
+                               "comparable": comparable(t)}
     return out
 
 
@@ -98,10 +106,20 @@ def _display(t: TaskView) -> str:
     return str(t.details.get("display_name") or t.name)
 
 
+def in_table4(t: TaskView) -> bool:
+    """CrowS-Pairs belongs to Table 4 whichever kind scored it (``crows_pairs``, or lm-eval's own
+    task through the ``lm_eval`` kind as in the nightly suite): by kind, or by its metrics."""
+    names = {k.split(",")[0] for k in t.metrics}
+    return t.details.get("kind") in TABLE4_KINDS or bool(names & set(TABLE4_METRICS))
+
+
 def _table_metrics(t: TaskView) -> Sequence[str]:
-    if t.details.get("kind") in TABLE4_KINDS:
-        return TABLE4_METRICS
-    return (str(t.details.get("headline") or "acc"),)
+    """The task's Table 3/4 metrics that it actually stored (none: the task is left out)."""
+    names = {k.split(",")[0] for k in t.metrics} | set(t.details.get("estimates") or {})
+    if in_table4(t):
+        return tuple(m for m in TABLE4_METRICS if m in names)
+    head = str(t.details.get("headline") or "acc")
+    return (head,) if head in names else ()
 
 
 def _ref_models(tasks: Iterable[TaskView]) -> list[str]:
@@ -111,7 +129,7 @@ def _ref_models(tasks: Iterable[TaskView]) -> list[str]:
 # ----------------------------------------------------------------------------- tables
 def paper_table(tasks: list[TaskView], number: str) -> dict[str, Any] | None:
     """Table 3 or 4: one row per (task, metric) with our estimate and each reference."""
-    members = [t for t in tasks if (t.details.get("kind") in TABLE4_KINDS) == (number == "4")]
+    members = [t for t in tasks if in_table4(t) == (number == "4") and _table_metrics(t)]
     if not members:
         return None
     models = _ref_models(members)
@@ -124,9 +142,11 @@ def paper_table(tasks: list[TaskView], number: str) -> dict[str, Any] | None:
                 continue
             refs = _references(t, metric, est.get("value"))
             rows.append({"task": t.name, "benchmark": _display(t), "metric": label(metric), **cell(metric, est),
-                         "refs": [refs.get(m) for m in models], "comparable": t.details.get("comparable", True),
+                         "refs": [refs.get(m) for m in models], "comparable": comparable(t),
                          "caveats": (t.details.get("caveats") or []) if first else []})
             first = False
+    if not rows:
+        return None
     title = ("Table 3 — bias and hate-speech recognition (accuracy)" if number == "3"
              else "Table 4 — CrowS-Pairs")
     sources = list(dict.fromkeys(r["source"] for t in members for r in t.details.get("reference") or []))
@@ -302,11 +322,14 @@ def build_compare(runs: Sequence[Any]) -> dict[str, Any]:
 
     tables = []
     for number in ("3", "4"):
-        members = [n for n in names if (first[n].details.get("kind") in TABLE4_KINDS) == (number == "4")]
+        members = [n for n in names if in_table4(first[n]) == (number == "4")]
         rows = []
         for n in members:
-            for i, m in enumerate(_table_metrics(first[n])):
-                rows.append({**row(n, m), **({"caveats": []} if i else {})})  # a task's caveats once
+            for m in _table_metrics(first[n]):
+                r = row(n, m)
+                if all(c["raw"] is None for c in r["cells"]):
+                    continue  # no run stored this metric: no row of dashes
+                rows.append({**r, **({"caveats": []} if any(x["task"] == n for x in rows) else {})})  # caveats once
         if rows:
             tables.append({"number": number, "title": f"Table {number}", "rows": rows})
     breakdowns = []

