@@ -140,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['serial_task_s']:>13.1f} {row['span_s']:>10.1f} {row['serial_task_s'] / row['span_s']:>6.2f} | "
               f"{actor_start:>13.1f} {row['ray_s'] - (row['shard_phase_s'] or 0):>14.1f} {row['same']}")
     ratios = [row["serial_s"] / row["ray_s"] for row in rows]
-    work = [row["serial_task_s"] / row["span_s"] for row in rows]
+    work_ratios = [row["serial_task_s"] / row["span_s"] for row in rows]
     print(f"wall-time ratio serial / ray, whole command (median over {len(rows)} round(s)): {statistics.median(ratios):.2f}x")
-    print(f"wall-time ratio serial / ray, work only: {statistics.median(work):.2f}x")
+    print(f"wall-time ratio serial / ray, work only: {statistics.median(work_ratios):.2f}x")
     rates = [x for row in rows for x in row["rates"]]
     ips = sorted(x["items_per_s"] for x in rates if x["items_per_s"])
     if ips:
         print(f"per-shard rate: median {statistics.median(ips):.2f} items/s (min {ips[0]:.2f}, max {ips[-1]:.2f}) "
-              f"over {len(ips)} shards; first shard of each actor includes lm-eval's start-up")
+              f"over {len(ips)} shards (1 thread each; lm-eval's start-up is paid before the first shard)")
     print(f"(runs kept in {work})")
     return 0 if all(r["same"] for r in rows) else 1
 

@@ -244,6 +244,15 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
                 job.store.update_run(status="interrupted", interrupted_by=str(exc))
             exc.run_dir = jobs[0].store.dir
             raise
+        except BaseException as exc:  # a bug in a shard, the cluster gone: failed, with its one line
+            from harness.execute import error_summary
+
+            for job in jobs:
+                try:
+                    job.store.update_run(status="failed", error=error_summary(exc))
+                except (OSError, ShaktiError):
+                    pass
+            raise
     log(f"ray: shards finished in {seconds:.1f}s ({lost} worker(s) lost and retried); merging")
     reports = {}
     for job in jobs:
