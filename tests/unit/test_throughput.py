@@ -69,11 +69,15 @@ def test_memory_probes_see_an_allocation() -> None:
     """RSS growth in this process (whatever ran before), and the peak probe in a fresh process:
     after other tests the peak may already be far above the current RSS and the kernel may not
     reset it, so a peak assertion here would depend on test order and machine."""
+    import mmap
+
     before = rss_bytes()
-    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched: a fresh mapping, so RSS must grow
+    block = mmap.mmap(-1, 64 * 2**20)  # 64 MiB of fresh anonymous pages (malloc may reuse resident memory)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1  # touch every page: each one becomes resident
     after = rss_bytes()
     assert before is not None and after is not None and after - before >= 48 * 2**20
-    del block
+    block.close()
     probe = (
         "import numpy as np\n"
         "from harness.throughput import peak_rss_bytes, reset_peak_rss\n"
