@@ -361,6 +361,20 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
         except (KeyError, IndexError, TypeError):
             raise ServerError(f"{self.name}: /v1/completions answered without choices") from None
 
+    def _echo_entries(self, prompt: Any, at_least: int = 1) -> tuple[list[Any], list[Any], Any, int]:
+        """An echo request's per-token log-probabilities, token strings and top log-probabilities,
+        and how many entries are the prompt's (the rest were generated); one line when the server
+        returns no prompt log-probabilities."""
+        choice = self._echo(prompt)
+        lp = choice.get("logprobs") or {}
+        token_lps, tokens, tops = lp.get("token_logprobs"), lp.get("tokens"), lp.get("top_logprobs")
+        if not isinstance(token_lps, list) or not isinstance(tokens, list) or len(token_lps) < at_least:
+            raise ServerError(f"{self.name}: {self.base} returned no prompt log-probabilities "
+                              "(llama-server and Ollama do not: llama.cpp#27174)",
+                              "set logprobs: false in the registry entry to use it for generation and judging only")
+        generated = int((choice.get("usage") or {}).get("completion_tokens", self.opts.echo_max_tokens) or 0)
+        return token_lps, tokens, tops, len(token_lps) - generated
+
     def _score_one(self, item: tuple[ScorePair, str | None]) -> tuple[float, bool]:
         pair, text = item
         ctx, cont = list(pair.context), list(pair.continuation)
@@ -369,15 +383,7 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
         ids = ctx + cont
         if len(ids) > self.n_ctx:
             ids = ids[-self.n_ctx:]
-        choice = self._echo(self._prompt(ids, text))
-        lp = choice.get("logprobs") or {}
-        token_lps, tokens, tops = lp.get("token_logprobs"), lp.get("tokens"), lp.get("top_logprobs")
-        if not isinstance(token_lps, list) or not isinstance(tokens, list):
-            raise ServerError(f"{self.name}: {self.base} returned no prompt log-probabilities "
-                              "(llama-server and Ollama do not: llama.cpp#27174)",
-                              "set logprobs: false in the registry entry to use it for generation and judging only")
-        generated = int((choice.get("usage") or {}).get("completion_tokens", self.opts.echo_max_tokens) or 0)
-        n_prompt = len(token_lps) - generated
+        token_lps, tokens, tops, n_prompt = self._echo_entries(self._prompt(ids, text))
         dropped_bos = 1 if ids[:1] == [self.bos_id] and self.bos_id is not None else 0
         if n_prompt not in (len(ids), len(ids) - dropped_bos) or n_prompt < len(cont):
             raise ServerError(f"{self.name}: the server scored {n_prompt} prompt tokens where the request has {len(ids)} "
@@ -428,15 +434,7 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
                               "set logprobs: false to use it for generation and judging only") from None
         text = PROBE + g_tok
         full = self.tok_encode(text)
-        choice = self._echo(self._prompt(full, text))
-        lp = choice.get("logprobs") or {}
-        token_lps = lp.get("token_logprobs")
-        if not isinstance(token_lps, list) or len(token_lps) <= 1:
-            raise ServerError(f"{self.name}: {self.base} returns no prompt log-probabilities with echo "
-                              "(llama-server and Ollama do not: llama.cpp#27174)",
-                              "set logprobs: false in the registry entry to use it for generation and judging only")
-        generated = int((choice.get("usage") or {}).get("completion_tokens", self.opts.echo_max_tokens) or 0)
-        n_prompt = len(token_lps) - generated
+        token_lps, _, _, n_prompt = self._echo_entries(self._prompt(full, text), at_least=2)
         echo_lp = token_lps[n_prompt - 1] if 0 < n_prompt <= len(token_lps) else None
         verdict = {"text": PROBE, "token": g_tok, "generated_logprob": g_lp, "echo_logprob": echo_lp,
                    "system_fingerprint": gen.get("system_fingerprint")}
