@@ -16,14 +16,16 @@ most bandwidth / weight bytes), and the roofline fraction itself.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -242,8 +244,9 @@ class TorchBench:
             from harness.backends.torch_decode import GraphDecoder, Unsupported
 
             try:
-                self.graph = GraphDecoder(self.model, batch=1, max_len=min(self.n_ctx, DEFAULT_PP + 2 * DEFAULT_TG + 64))
-                self.decode_path = "cuda-graph"
+                self.graph = GraphDecoder(self.model, batch=1, max_len=min(self.n_ctx, DEFAULT_PP + 2 * DEFAULT_TG + 64),
+                                          compile=bool(getattr(backend, "decode_compile", False)))
+                self.decode_path = "cuda-graph" + (f", compile {self.graph.compiled}" if self.graph.compiled != "off" else "")
             except Unsupported as exc:
                 self.decode_path = f"eager ({exc})"
 
@@ -314,6 +317,9 @@ def run_llama_bench(bench: LlamaCppBench | TorchBench, *, pp: int = DEFAULT_PP, 
                     meter: Any | None = None) -> dict[str, Timing]:
     """The two llama-bench tests, each on an empty cache: ``{"pp": Timing, "tg": Timing}``; with
     an energy ``meter``, each Timing also holds the joules of every repetition."""
+    remote = getattr(bench, "run_llama_bench", None)
+    if remote is not None:  # a bench in a backend's worker process: timed there, beside the model
+        return remote(pp=pp, tg=tg, reps=reps, warmup=warmup, n_batch=n_batch, meter=meter)  # type: ignore[no-any-return]
     if pp + tg > bench.n_ctx:
         raise ValueError(f"pp {pp} + tg {tg} tokens exceed the context ({bench.n_ctx})")
     out: dict[str, Timing] = {}
@@ -416,7 +422,7 @@ def cpu_bandwidth(array_mib: int = 256, reps: int = 5, threads: int | None = Non
     src = np.ones(n, dtype=np.float64)
     dst = np.zeros(n, dtype=np.float64)
     bounds = np.linspace(0, n, threads + 1, dtype=np.int64)
-    slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
     def copy(sl: slice) -> None:
         np.copyto(dst[sl], src[sl])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness.gpu_stats import GpuMonitor  # noqa: E402
+from harness.gpu_stats import GpuMonitor
 
 LINE = re.compile(r"^\[(?P<task>[^\]]+)\] (?P<what>running|done)")
 

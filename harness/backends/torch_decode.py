@@ -8,7 +8,13 @@ MLP) this module runs its own decode step over the model's own weights: Q/K/V an
 projections concatenated into one matrix each, rotary tables precomputed by the model's own
 rotary module, a static cache written with ``scatter_`` at each row's position, and the whole
 step (embedding to argmax, position advance included) captured once in a ``torch.cuda.CUDAGraph``
-and replayed per token.
+and replayed per token.  Two things keep the step short at batch 1, where every kernel launch
+counts: grouped-query attention folds each key/value head's query heads into the query length
+(one attention kernel over the cache as stored, no expanded copy of K/V), and attention reads only
+the cache *span* in use (a power of two covering the furthest position; one graph per span,
+captured on first use), not the whole ``max_len``.  ``compile=True`` also runs the step through
+``torch.compile`` (Inductor fuses the norms, rotary and gating into a few kernels) inside the same
+captured graph, checked against the plain step and dropped, with the reason kept, when it fails.
 
 The step is checked against the model's own forward pass on a probe prompt when built; a model
 whose logits differ (another architecture, an option this step does not implement) raises
@@ -16,11 +22,27 @@ whose logits differ (another architecture, an option this step does not implemen
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
 CHECK_TOL = 2e-2
 """Largest |logit difference| / max |logit| accepted between this step and the model's forward."""
+COMPILE_TOL = {"float32": 2e-2, "bfloat16": 8e-2, "float16": 4e-2}
+"""The same bound between the compiled and the plain step, per weight dtype: Inductor reorders
+16-bit arithmetic (fused norms and products round differently), so bf16 differs by a few of its
+7-bit-mantissa steps where fp32 agrees to ~1e-6."""
+MIN_SPAN = 64
+"""The shortest cache span attention reads (spans double from here up to ``max_len``)."""
+
+
+def spans_for(max_len: int) -> list[int]:
+    """Cache spans a decoder captures graphs for: powers of two from :data:`MIN_SPAN`, then ``max_len``."""
+    out, span = [], MIN_SPAN
+    while span < max_len:
+        out.append(span)
+        span *= 2
+    return [*out, max_len]
 
 
 class Unsupported(RuntimeError):
@@ -42,7 +64,8 @@ def _add_linear(torch: Any, x: Any, a: Any, w: Any) -> Any:
 class GraphDecoder:
     """Batched greedy decode of ``batch`` rows, ``max_len`` positions each, on one CUDA device."""
 
-    def __init__(self, model: Any, *, batch: int = 1, max_len: int = 2048, graph: bool = True) -> None:
+    def __init__(self, model: Any, *, batch: int = 1, max_len: int = 2048, graph: bool = True,
+                 compile: bool = False) -> None:
         import torch
 
         self.torch = torch
@@ -95,23 +118,48 @@ class GraphDecoder:
         self.pos = torch.zeros((batch,), dtype=torch.long, device=self.device)
         self.out_tok = torch.zeros((batch,), dtype=torch.long, device=self.device)
         self.cols = torch.arange(max_len, device=self.device)
-        self.graph: Any = None
+        self.spans = spans_for(max_len)
+        self.host_pos = [0] * batch
+        """Each row's next position, mirrored on the host so a step picks its span without a sync."""
+        self.graphs: dict[int, Any] = {}
         self.use_graph = graph
         self._check()
+        self.step_fn: Any = self._step
+        self.compiled = "off"
+        """``off``, ``on``, or why ``torch.compile`` was dropped (the plain step runs then)."""
+        if compile:
+            self._try_compile()
 
     # ------------------------------------------------------------------ the step
-    def _forward(self, ids: Any, pos: Any, rows: Any | None = None) -> Any:
+    def _attend(self, q: Any, kc: Any, vc: Any, mask: Any) -> Any:
+        """Attention of ``q`` [B, H, T, D] over the cache span ``kc``/``vc`` [B, KV, S, D] under
+        ``mask`` [B, 1, T, S].  With grouped-query attention each K/V head's ``H/KV`` query heads
+        (heads ``kv*g .. kv*g+g-1``, transformers' ``repeat_kv`` order) become ``g*T`` queries of
+        that head: one attention over the cache as stored, no expanded copy of K/V."""
+        F = self.torch.nn.functional
+        b, h, t, d = q.shape
+        g = h // self.n_kv
+        if g == 1:
+            return F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, scale=self.scale)
+        qg = q.reshape(b, self.n_kv, g * t, d)
+        mg = mask if t == 1 else mask[:, :, None].expand(b, 1, g, t, mask.shape[-1]).reshape(b, 1, g * t, -1)
+        out = F.scaled_dot_product_attention(qg, kc, vc, attn_mask=mg, scale=self.scale)
+        return out.reshape(b, h, t, d)
+
+    def _forward(self, ids: Any, pos: Any, rows: Any | None = None, span: int | None = None) -> Any:
         """Logits of the last position; writes K/V of every position.  ``ids``, ``pos``: [B, T];
-        ``rows``: the cache rows these B inputs belong to (default ``0..B-1``)."""
+        ``rows``: the cache rows these B inputs belong to (default ``0..B-1``); ``span``: cache
+        positions attention reads (default ``max_len``; every ``pos`` must be below it)."""
         torch = self.torch
         F = torch.nn.functional
         b, t = ids.shape
+        span = self.max_len if span is None else span
         x = F.embedding(ids, self.embed)
         cos = self.cos[pos][:, None]  # [B, 1, T, D]
         sin = self.sin[pos][:, None]
         half = self.head_dim // 2
         # keys visible to each query: positions <= its own (the row's earlier tokens)
-        mask = self.cols[None, None, None, :] <= pos[:, None, :, None]  # [B, 1, T, max_len]
+        mask = self.cols[None, None, None, :span] <= pos[:, None, :, None]  # [B, 1, T, span]
         hq, hk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         idx = pos[:, None, :, None].expand(b, self.n_kv, t, self.head_dim)
         nqk = self.n_heads + self.n_kv
@@ -131,8 +179,7 @@ class GraphDecoder:
             if rows is not None:
                 self.k_cache[li][rows] = kc
                 self.v_cache[li][rows] = vc
-            att = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, scale=self.scale,
-                                                 enable_gqa=self.n_kv != self.n_heads)
+            att = self._attend(q, kc[:, :, :span], vc[:, :, :span], mask)
             x = _add_linear(torch, x, att.transpose(1, 2).reshape(b, t, hq), o_w)
             h = _rms(torch, x, w_post, self.eps)
             g, u = F.linear(h, gu_w).chunk(2, dim=-1)
@@ -140,12 +187,49 @@ class GraphDecoder:
         x = _rms(torch, x[:, -1], self.norm_w, self.eps)
         return F.linear(x, self.head)
 
-    def _step(self) -> None:
-        """One decode step on the static buffers: next token, then advance (what the graph holds)."""
-        logits = self._forward(self.tok, self.pos[:, None])
+    def _step(self, span: int) -> None:
+        """One decode step on the static buffers: next token, then advance (what a graph holds)."""
+        logits = self._forward(self.tok, self.pos[:, None], span=span)
         self.out_tok.copy_(logits.argmax(-1))
         self.tok.copy_(self.out_tok[:, None])
         self.pos.add_(1)
+
+    def _span(self) -> int:
+        """The shortest captured span covering every row's next position."""
+        need = max(self.host_pos) + 1
+        for span in self.spans:
+            if span >= need:
+                return span
+        raise ValueError(f"position {need - 1} is past the decoder's max_len {self.max_len}")
+
+    def _try_compile(self) -> None:
+        """Use ``torch.compile`` for the step when it gives the plain step's tokens and logits."""
+        torch = self.torch
+        try:
+            fn = torch.compile(self._step, fullgraph=True, dynamic=False)
+            saved = self._save()
+            self.start(1)
+            ref = []
+            with torch.inference_mode():
+                for _ in range(3):
+                    ref.append(self._forward(self.tok, self.pos[:, None], span=self.spans[0]).float())
+                    self._step(self.spans[0])
+            self.start(1)
+            got = []
+            with torch.inference_mode():
+                for _ in range(3):
+                    got.append(self._forward(self.tok, self.pos[:, None], span=self.spans[0]).float())
+                    fn(self.spans[0])
+            self._restore(saved)
+            err = max(float((a - b).abs().max()) / max(1e-6, float(a.abs().max())) for a, b in zip(ref, got))
+            tol = COMPILE_TOL.get(str(self.dtype).removeprefix("torch."), CHECK_TOL)
+            if not err <= tol:
+                raise Unsupported(f"compiled step disagrees (relative error {err:.2e} > {tol:g})")
+        except Exception as exc:  # noqa: BLE001 - any compiler failure leaves the plain step in place
+            self.compiled = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            return
+        self.step_fn = fn
+        self.compiled = "on"
 
     def _check(self) -> None:
         """This step's logits against the model's own forward on a probe prompt."""
@@ -159,22 +243,31 @@ class GraphDecoder:
         if not err <= CHECK_TOL:
             raise Unsupported(f"decode step disagrees with the model's forward (relative error {err:.2e})")
 
-    def _capture(self) -> None:
-        torch = self.torch
-        saved = (self.tok.clone(), self.pos.clone(), self.k_cache.clone(), self.v_cache.clone())
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.inference_mode():
-            for _ in range(2):  # warm-up on a side stream, as torch.cuda.graphs requires
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self._step()
+    def _save(self) -> tuple[Any, ...]:
+        return (self.tok.clone(), self.pos.clone(), self.k_cache.clone(), self.v_cache.clone(), list(self.host_pos))
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
         self.tok.copy_(saved[0])
         self.pos.copy_(saved[1])
         self.k_cache.copy_(saved[2])
         self.v_cache.copy_(saved[3])
+        self.host_pos = list(saved[4])
+
+    def _capture(self, span: int) -> Any:
+        """The step for ``span`` captured in a graph (the decoder's state is left as it was)."""
+        torch = self.torch
+        saved = self._save()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(2):  # warm-up on a side stream, as torch.cuda.graphs requires
+                self.step_fn(span)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            self.step_fn(span)
+        self._restore(saved)
+        return graph
 
     # ------------------------------------------------------------------ API
     def prefill(self, prompts: Sequence[Sequence[int]]) -> Any:
@@ -191,26 +284,31 @@ class GraphDecoder:
                 logits = self._forward(ids, pos, rows=torch.tensor([r], device=self.device))
                 first.append(logits.argmax(-1))
                 self.pos[r] = ids.shape[1]
+                self.host_pos[r] = ids.shape[1]
             for r in range(len(prompts), self.batch):
                 self.pos[r] = 0
+                self.host_pos[r] = 0
             toks = torch.cat(first) if first else torch.zeros(0, dtype=torch.long, device=self.device)
             self.tok[: len(prompts), 0] = toks
             return toks
 
     def step(self) -> Any:
         """Feed the current tokens, write the next ones (``out_tok``, also the next input)."""
+        span = self._span()
         if self.use_graph:
-            if self.graph is None:
-                self._capture()
-            self.graph.replay()
+            if span not in self.graphs:
+                self.graphs[span] = self._capture(span)
+            self.graphs[span].replay()
         else:
             with self.torch.inference_mode():
-                self._step()
+                self.step_fn(span)
+        self.host_pos = [p + 1 for p in self.host_pos]
         return self.out_tok
 
     def start(self, token: int) -> None:
         """An empty cache with ``token`` as the first input of every row (benchmarks)."""
         self.pos.zero_()
+        self.host_pos = [0] * self.batch
         self.tok.fill_(int(token))
 
     def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new: int, *, eos: int | None = None,

@@ -20,9 +20,9 @@ module runs those tries through the model:
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from harness.backends.packing import Pack
 
@@ -32,8 +32,6 @@ padded packs would only add masked attention)."""
 GPU_TOKEN_BUDGET = 65536
 """Tokens per forward pass on a GPU (rows x longest row): a 135M model runs ~650k tokens/s on an
 H200 at this size; activations stay a few GB for models of a few billion parameters."""
-TF32_ENV = "SHAKTI_EVAL_TF32"
-"""``1``: an fp32 model's matrix products on a GPU use TF32 (about 3x the fp32 rate on Hopper)."""
 CPU_LOGIT_ROWS = 256
 GPU_LOGIT_ROWS = 8192
 """Hidden states projected onto the vocabulary at a time (fp32 rows x vocabulary bounds memory)."""
@@ -128,17 +126,20 @@ def build_batch(group: Sequence[Pack]) -> Batch:
         for read in pack.reads:
             for node, tgt in zip(read.nodes, read.targets):
                 at = node if rank is None else rank[node]
-                k = slot.get(at)
-                if k is None:
-                    k = slot[at] = len(rows)
+                row_k = slot.get(at)
+                if row_k is None:
+                    row_k = slot[at] = len(rows)
                     rows.append(base + at)
-                read_row.append(k)
+                read_row.append(row_k)
                 targets.append(tgt)
                 owner.append(read.index)
     # target entries grouped by projected row, so each block of rows reads one contiguous range
     read_arr = np.asarray(read_row, dtype=np.int64)
     by_row = np.argsort(read_arr, kind="stable")
-    take = lambda v: np.asarray(v, dtype=np.int64)[by_row]  # noqa: E731
+
+    def take(v: list[int]) -> np.ndarray:
+        return np.asarray(v, dtype=np.int64)[by_row]
+
     return Batch(ids, pos, end, np.asarray(rows, dtype=np.int64), read_arr[by_row], take(targets), take(owner))
 
 
@@ -146,7 +147,7 @@ class PackScorer:
     """Runs packs through ``model`` (a transformers causal LM); one instance per backend."""
 
     def __init__(self, model: Any, device: str, *, token_budget: int | None = None,
-                 logit_rows: int | None = None) -> None:
+                 logit_rows: int | None = None, tf32: bool = False) -> None:
         import torch
 
         self.torch = torch
@@ -159,8 +160,9 @@ class PackScorer:
         self.logit_rows = logit_rows or (max(CPU_LOGIT_ROWS, min(GPU_LOGIT_ROWS, (1 << 31) // (4 * vocab)))
                                          if gpu else CPU_LOGIT_ROWS)
         self.pin = gpu and torch.cuda.is_available()
-        self.tf32 = gpu and model.dtype == torch.float32 and os.environ.get(TF32_ENV) == "1"
-        """fp32 weights with TF32 matrix products (10-bit mantissa products, fp32 sums): opt-in."""
+        self.tf32 = tf32 and gpu and model.dtype == torch.float32
+        """fp32 weights with TF32 matrix products (10-bit mantissa products, fp32 sums): opt-in
+        (the registry's ``matmul_precision: tf32``)."""
         self.decoder = model.get_decoder()
         self.head = model.get_output_embeddings()
 

@@ -86,6 +86,36 @@ def test_graph_decoder_eager_step_matches_generate(model):
         assert g == ref.tolist()
 
 
+def test_graph_decoder_crosses_cache_spans_as_generate_does(model):
+    """Rows decoded past several attention spans (64, 128, 200) with grouped-query attention
+    folded into the query length give transformers' own greedy tokens."""
+    from harness.backends.torch_decode import GraphDecoder, spans_for
+
+    assert spans_for(200) == [64, 128, 200] and spans_for(64) == [64] and spans_for(50) == [50]
+    dec = GraphDecoder(model, batch=2, max_len=200, graph=False)
+    prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4, 5, 2]]
+    got = dec.generate_greedy(prompts, 150)
+    for p, g in zip(prompts, got):
+        ref = model.generate(torch.tensor([p]), max_new_tokens=150, do_sample=False, pad_token_id=96,
+                             eos_token_id=None)[0, len(p):]
+        assert g == ref.tolist()
+    assert max(dec.host_pos) == len(prompts[1]) + 149 > 128
+    with pytest.raises(ValueError, match="exceed"):
+        dec.generate_greedy(prompts, 190)
+
+
+def test_graph_decoder_compiled_step_matches_plain_step(model):
+    """``compile=True``: the torch.compile'd step is checked against the plain one when built and
+    gives the same tokens; where the compiler cannot run the reason is kept and the plain step runs."""
+    from harness.backends.torch_decode import GraphDecoder
+
+    prompts = [[1, 5, 9, 13], [2, 7, 11, 19, 23, 29, 31]]
+    plain = GraphDecoder(model, batch=2, max_len=64, graph=False).generate_greedy(prompts, 12)
+    dec = GraphDecoder(model, batch=2, max_len=64, graph=False, compile=True)
+    assert dec.compiled == "on" or dec.compiled.startswith("dropped: ")
+    assert dec.generate_greedy(prompts, 12) == plain
+
+
 def test_gpu_monitor_without_nvml_reports_nothing(monkeypatch):
     import sys
 
