@@ -15,8 +15,9 @@ uses a second llama.cpp context on the same weights, built for throughput:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
@@ -31,13 +32,17 @@ from harness.backends.base import (
     default_threads,
     fallback_chat_prompt,
     file_digest,
+    gpu_build_installed,
     options_or_overrides,
     path_bytes,
 )
-from harness.backends.gguf_meta import gguf_facts
 from harness.backends.packing import Pack, ScorePair, pack_pairs, truncate
 from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ModelUnavailable
+from harness.gguf import gguf_facts
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateCompletionResponse
 
 # llama.cpp's own names for the GGUF general.file_type values we may meet
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
@@ -60,7 +65,7 @@ def check_gguf(path: Path) -> None:
     if magic != b"GGUF":
         raise ModelUnavailable(f"{path}: not a GGUF file (bad magic {magic!r})",
                                "re-download or rebuild the file")
-    from harness.ladder import check_gguf_complete  # truncation: tensor data past the end of the file
+    from harness.gguf import check_gguf_complete  # truncation: tensor data past the end of the file
 
     check_gguf_complete(path)
 
@@ -78,6 +83,19 @@ class LlamaCppOptions(BackendOptions):
     each request alone, as a server does.  On CPU, llama.cpp's results depend on how a batch is
     composed (a Q4_1 SmolLM2 moves by a median ~0.15 nats per request between the two, and neither
     is closer to the fp32 weights), so comparing with a server needs the same batching."""
+    process: Literal["auto", "inline", "worker"] = "auto"
+    """Where the model runs: ``inline`` in the harness's process; ``worker`` in a child process that
+    never imports torch (:mod:`harness.backends.worker`), because a CUDA build of llama.cpp and
+    torch's CUDA runtime crash in one process; ``auto`` = ``worker`` when the model may run on a
+    GPU (``device: cuda``, or ``auto`` with a GPU build installed), else ``inline``.  Not part of
+    the model's identity: the same weights give the same results and share the request cache
+    wherever they run (only the run folder's plan hash sees the key)."""
+
+    def runs_in_worker(self) -> bool:
+        """Whether :func:`harness.backends.load_backend` puts this model in a worker process."""
+        if self.process != "auto":
+            return self.process == "worker"
+        return self.device == "cuda" or (self.device == "auto" and gpu_build_installed())
 
 
 class LlamaCppBackend(LmEvalTokenization, BackendBase):
@@ -93,6 +111,7 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
         import llama_cpp
 
         opts: LlamaCppOptions = options_or_overrides(LlamaCppOptions, options, overrides)
+        device: str  # the option's literal, until "auto" is resolved
         n_ctx, n_threads, device, add_bos_token = opts.n_ctx, opts.n_threads, opts.device, opts.add_bos_token
         self._pack = opts.pack_requests
         self._lc = llama_cpp
@@ -112,8 +131,9 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
         self.n_ctx = n_ctx
         self.n_vocab = self.llm.n_vocab()
         self._score_budget = n_ctx  # one pack: at most one full window (rolling) or many items
+        self._n_seq = min(N_SEQ_MAX, n_ctx)  # more sequences than batch slots aborts llama.cpp (GGML_ASSERT)
         self._score_ctx = self._make_score_context(threads)
-        self._batch = llama_cpp.llama_batch_init(self._score_budget, 0, N_SEQ_MAX)
+        self._batch = llama_cpp.llama_batch_init(self._score_budget, 0, self._n_seq)
         meta = dict(self.llm.metadata)
         ftype = int(meta.get("general.file_type", -1)) if str(meta.get("general.file_type", "")).isdigit() else -1
         self._chat_template = meta.get("tokenizer.chat_template")
@@ -132,7 +152,7 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
             device=device, params=int(llama_cpp.llama_model_n_params(self.llm._model.model)),
             n_ctx=n_ctx,
             extra={"n_threads": threads, "llama_cpp_python": llama_cpp.__version__, "pack_requests": self._pack,
-                   "architecture": meta.get("general.architecture", "")},
+                   "architecture": meta.get("general.architecture", ""), "process": "inline"},
             architecture=facts.architecture, vocab_size=self.n_vocab, bos_id=self.bos_id,
             eos_id=self.eos_id, add_bos=self.bos.add_bos, add_bos_source=self.bos.source,
             chat_template=bool(self._chat_template), tokenizer="gguf (llama.cpp)",
@@ -145,7 +165,7 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
         params.n_ctx = self._score_budget
         params.n_batch = self._score_budget
         params.n_ubatch = 512
-        params.n_seq_max = N_SEQ_MAX
+        params.n_seq_max = self._n_seq
         params.kv_unified = True
         params.n_threads = threads
         params.n_threads_batch = threads
@@ -173,7 +193,7 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
         groups = [list(pairs)] if self._pack else [[p] for p in pairs]
         for group in groups:
             for pack in pack_pairs((truncate(p, window) for p in group),
-                                   max_tokens=self._score_budget, max_seqs=N_SEQ_MAX):
+                                   max_tokens=self._score_budget, max_seqs=self._n_seq):
                 self._decode_pack(pack, results)
         return results
 
@@ -254,7 +274,7 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
         for r in requests:
             grammar = None
             if r.json_schema:
-                from llama_cpp import LlamaGrammar
+                from llama_cpp.llama_grammar import LlamaGrammar
 
                 grammar = LlamaGrammar.from_json_schema(r.json_schema, verbose=False)
             self.llm.set_seed(r.seed)
@@ -262,11 +282,11 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
             prompt_tokens = self.tok_encode(r.prompt)  # BOS by the same rule as scoring
             if len(prompt_tokens) > room:
                 prompt_tokens = prompt_tokens[-room:]
-            res = self.llm.create_completion(
+            res = cast("CreateCompletionResponse", self.llm.create_completion(  # stream=False: one response
                 prompt_tokens, max_tokens=r.max_tokens, stop=list(r.until) or None,
                 temperature=r.temperature, top_k=1 if r.temperature == 0 else 40,
                 grammar=grammar, seed=r.seed,
-            )
+            ))
             out.append(res["choices"][0]["text"])
         return out
 
@@ -282,7 +302,9 @@ class LlamaCppBackend(LmEvalTokenization, BackendBase):
             if self._bos_id >= 0 else "",
             add_generation_prompt=add_generation_prompt,
         )
-        return fmt(messages=[{"role": m.role, "content": m.content} for m in messages]).prompt
+        # llama-cpp-python types messages as per-role TypedDicts; ours are {"role", "content"} pairs
+        msgs = cast("list[ChatCompletionRequestMessage]", [{"role": m.role, "content": m.content} for m in messages])
+        return fmt(messages=msgs).prompt
 
     def throughput_bench(self, threads: int | None = None, seed: int = 1234, n_ctx: int | None = None) -> Any:
         """llama-bench's pp/tg method on this model (:class:`harness.throughput.LlamaCppBench`)."""
