@@ -3,12 +3,21 @@
 Both legs run the same plan (same model, suite, items, seed) in this one invocation: the serial leg
 as ``run_all.py --executor local`` in a subprocess with ``SHAKTI_EVAL_THREADS=1``, the Ray leg
 in-process on a local cluster of exactly ``--cpus`` CPUs (``ray.init(num_cpus=2)``, started before
-the clock), so two 1-thread actors.  It prints two ratios serial / Ray: of the whole command (the
-Ray leg pays each actor's model load and lm-eval start-up, and the driver's merge, in series with
-the shards) and of the work alone (the serial tasks' seconds vs first-shard-start to
-last-shard-end), plus whether metrics and samples are identical and the per-shard rates that
-docs/scaling.md quotes.  With ``--rounds N`` the legs alternate (serial, Ray, serial, ...), so a
-shared machine's background load hits both alike; the ratio is reported per round.
+the clock) with ``--max-actors`` = ``--cpus``, so two 1-thread actors.  It prints three ratios
+serial / Ray:
+
+* **whole command**: both legs from start to exit (the Ray leg pays each actor's start-up -- model
+  load, start-up checks, lm-eval's task index, in parallel across actors but in series with the
+  shards -- and the driver's plan and merge, which loads no model);
+* **work incl. actor start-up**: the serial tasks' seconds vs the Ray shard phase (first actor
+  request to last shard back);
+* **work only**: the serial tasks' seconds vs first shard start to last shard end (actor start-up
+  excluded; the serial tasks' seconds exclude the serial model load alike).
+
+Also each actor's own start-up seconds, whether metrics and samples are identical, the per-shard
+rates docs/scaling.md quotes, and the load average before and after (the machine is shared).
+With ``--rounds N`` the legs alternate (serial, Ray, serial, ...), so background load hits both
+alike; the ratios are reported per round.
 
     .venv/bin/python benchmarks/bench_ray.py                       # arc_easy + piqa, 40 items each
     .venv/bin/python benchmarks/bench_ray.py --items 100 --shard-items 25 --rounds 2
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_ray."))
     (work / "suite.yaml").write_text(SUITE.format(items=args.items))
     (work / "models.yaml").write_text(REGISTRY)
+    load_before = os.getloadavg()
     ray.init(num_cpus=args.cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
     rows = []
     try:
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             t0 = time.perf_counter()
             rc = cli_main([*_argv(work, f"ray{r}", args.data_dir, args.model), "--executor", "ray",
-                           "--shard-items", str(args.shard_items)])
+                           "--shard-items", str(args.shard_items), "--max-actors", str(args.cpus)])
             ray_s = time.perf_counter() - t0
             if rc != 0:
                 return 1
@@ -123,26 +133,36 @@ def main(argv: list[str] | None = None) -> int:
             span = max(x["ended"] for x in rates) - min(x["began"] for x in rates)
             rows.append({"serial_s": serial_s, "ray_s": ray_s, "shard_phase_s": run.get("shard_wall_s"), "span_s": span,
                          "shards": run.get("shards"), "same": _same(sdir, rdir), "rates": rates,
+                         "actors": run.get("actors"), "startup": run.get("actor_startup_s") or [],
                          "serial_task_s": sum(t["seconds"] for t in json.loads(
                              (sdir / "results.json").read_text())["tasks"].values())})
     finally:
         ray.shutdown()
+    load_after = os.getloadavg()
     print(f"\nplan: arc_easy + piqa, {args.items} seeded items each, model {args.model}; "
           f"Ray: {args.cpus} actors x 1 thread, {args.shard_items} items per shard; serial: 1 process x 1 thread")
-    print("whole command = serial: process start, lm-eval index, tasks, report; Ray (cluster already up): driver\n"
-          "(plan + lm-eval index, merge = replay from cache, report), actor start (model load + lm-eval index),\n"
-          "shards.  work = serial: the tasks' seconds; Ray: first shard start to last shard end.")
-    print(f"{'round':>5} {'serial s':>9} {'ray s':>7} {'ratio':>6} | {'serial work s':>13} {'ray work s':>10} "
-          f"{'ratio':>6} | {'actor start s':>13} {'driver s':>14} identical")
+    print(f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after: {' '.join(f'{x:.2f}' for x in load_after)} (on {os.cpu_count()} cores)")
+    print("whole = serial: process start, lm-eval index, model load, tasks, report; Ray (cluster already up): driver\n"
+          "(plan + lm-eval index, merge = replay from the shards' answers, no model load, report), actor start-up\n"
+          "(model load, checks, lm-eval index), shards.  work+start = Ray shard phase (actors started to last shard\n"
+          "back); work = serial: the tasks' seconds; Ray: first shard start to last shard end.")
+    print(f"{'round':>5} {'serial s':>9} {'ray s':>7} {'ratio':>6} | {'serial work s':>13} {'ray work+start s':>16} "
+          f"{'ratio':>6} | {'ray work s':>10} {'ratio':>6} | {'actor start-up s':>18} {'driver s':>8} identical")
     for i, row in enumerate(rows):
-        actor_start = (row["shard_phase_s"] or 0) - row["span_s"]
+        phase = row["shard_phase_s"] or 0.0
+        starts = "/".join(f"{x:.0f}" for x in row["startup"]) or "?"
         print(f"{i:>5} {row['serial_s']:>9.1f} {row['ray_s']:>7.1f} {row['serial_s'] / row['ray_s']:>6.2f} | "
-              f"{row['serial_task_s']:>13.1f} {row['span_s']:>10.1f} {row['serial_task_s'] / row['span_s']:>6.2f} | "
-              f"{actor_start:>13.1f} {row['ray_s'] - (row['shard_phase_s'] or 0):>14.1f} {row['same']}")
+              f"{row['serial_task_s']:>13.1f} {phase:>16.1f} {row['serial_task_s'] / phase:>6.2f} | "
+              f"{row['span_s']:>10.1f} {row['serial_task_s'] / row['span_s']:>6.2f} | "
+              f"{starts:>18} {row['ray_s'] - phase:>8.1f} {row['same']}")
     ratios = [row["serial_s"] / row["ray_s"] for row in rows]
+    phase_ratios = [row["serial_task_s"] / (row["shard_phase_s"] or 1.0) for row in rows]
     work_ratios = [row["serial_task_s"] / row["span_s"] for row in rows]
     print(f"wall-time ratio serial / ray, whole command (median over {len(rows)} round(s)): {statistics.median(ratios):.2f}x")
-    print(f"wall-time ratio serial / ray, work only: {statistics.median(work_ratios):.2f}x")
+    print(f"wall-time ratio serial / ray, work incl. actor start-up: {statistics.median(phase_ratios):.2f}x")
+    print(f"wall-time ratio serial / ray, work only (actor start-up excluded): {statistics.median(work_ratios):.2f}x")
+    print(f"actors: {', '.join(str(row['actors']) for row in rows)} (run.json 'actors')")
     rates = [x for row in rows for x in row["rates"]]
     ips = sorted(x["items_per_s"] for x in rates if x["items_per_s"])
     if ips:

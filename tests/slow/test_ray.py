@@ -3,7 +3,10 @@
 One serial run and one Ray run of the same plan (two academic tasks of the quick suite, 8 seeded
 items each, 4 items per shard); during the Ray run a real actor process is SIGKILLed while it
 works on a shard.  The run must still complete with metrics and samples identical to the serial
-run, 0 lost and 0 duplicated samples, and the killed shard retried on a new actor.
+run, 0 lost and 0 duplicated samples, and the killed shard retried on a new actor.  The Ray run
+writes its shards to ``--storage file://<another folder tree>`` (what every node would mount),
+caps its actors (``--max-actors 2``, recorded in run.json), and its driver cannot load the model
+at all (as a CUDA model on a CPU-only head node): the merge replays the shards' answers.
 
 The model entry decodes each request alone (``pack_requests: false``): the in-process llama.cpp
 adapter's packed scores depend slightly on which requests share a decode, and a shard packs
@@ -82,14 +85,14 @@ def _run(tmp: Path, data_dir: Path, *extra: str) -> Path:
 class Killer(threading.Thread):
     """SIGKILLs the first actor process seen working on a shard (its ``.running`` file)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, storage: Path) -> None:
         super().__init__(daemon=True)
-        self.root, self.killed = root, None
+        self.storage, self.killed = storage, None
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set() and self.killed is None:
-            for f in self.root.glob("results/*/shards/*/*.running"):
+            for f in self.storage.glob("*/*/*.running"):
                 try:
                     pid = json.loads(f.read_text())["pid"]
                 except (OSError, ValueError, KeyError):
@@ -101,15 +104,36 @@ class Killer(threading.Thread):
             time.sleep(0.05)
 
 
-def test_ray_run_equals_serial_and_survives_a_killed_worker(cluster, data_dir: Path, tmp_path: Path) -> None:
+def _driver_cannot_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every way this process could load a model raises (the actors, other processes, still can)."""
+    import harness.backends
+    import harness.execute
+
+    tried: list[str] = []
+
+    def refuse(model, seed):  # type: ignore[no-untyped-def]
+        tried.append(model.name)
+        raise RuntimeError(f"the driver must not load {model.name}")
+
+    monkeypatch.setattr(harness.backends, "load_backend", refuse)
+    monkeypatch.setattr(harness.execute, "load_backend", refuse)
+    return tried
+
+
+def test_ray_run_equals_serial_and_survives_a_killed_worker(cluster, data_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     serial = _run(tmp_path / "serial", data_dir)
     (tmp_path / "ray").mkdir()
-    killer = Killer(tmp_path / "ray")
+    storage = tmp_path / "other tree" / "shared"
+    killer = Killer(storage)
     killer.start()
+    tried = _driver_cannot_load(monkeypatch)
     try:
-        sharded = _run(tmp_path / "ray", data_dir, "--executor", "ray", "--shard-items", "4")
+        sharded = _run(tmp_path / "ray", data_dir, "--executor", "ray", "--shard-items", "4",
+                       "--storage", storage.as_uri(), "--max-actors", "2")
     finally:
         killer.stop.set()
+    assert tried == []  # the merge loaded nothing in the driver
     assert killer.killed is not None, "no actor was seen working on a shard"
     with pytest.raises(ProcessLookupError):
         os.kill(killer.killed[0], 0)
@@ -117,25 +141,34 @@ def test_ray_run_equals_serial_and_survives_a_killed_worker(cluster, data_dir: P
     b = json.loads((sharded / "results.json").read_text())
     assert a["results"] == b["results"] and set(b["results"]) == {"arc_easy", "piqa"}
     for task in b["results"]:
-        assert (serial / "samples" / f"{task}.jsonl").read_bytes() == (sharded / "samples" / f"{task}.jsonl").read_bytes()
+        assert (serial / "samples" / f"{task}.jsonl").read_bytes() == \
+            (sharded / "samples" / f"{task}.jsonl").read_bytes()
+    a_meta, b_meta = ({k: v for k, v in r["metadata"].items() if k not in ("command", "hardware", "runtime", "suites")}
+                      for r in (a, b))
+    assert a_meta == b_meta  # model_info and model_check: the real model's, carried by the replay (suites: two paths)
     run = json.loads((sharded / "run.json").read_text())
     assert run["status"] == "success" and run["executor"] == "ray" and run["shards"] == 4
     assert run["workers_lost"] >= 1  # the SIGKILLed actor, its shard retried on a new one
+    assert run["storage"] == str(storage) and run["max_actors"] == 2 and run["actors"] == 2
+    assert 2 <= run["actors_started"] <= 2 + run["workers_lost"] and len(run["actor_startup_s"]) >= 2
+    assert sorted(p.name for p in (sharded / "shards").rglob("*") if p.is_file()) == ["merge.json"]
     (merge,) = sharded.glob("shards/*/merge.json")
     report = json.loads(merge.read_text())
     for task in ("arc_easy", "piqa"):
         t = report["tasks"][task]
         assert (t["shards"], t["merged_samples"], t["duplicates"], t["lost"], t["extra"]) == (2, 8, 0, 0, 0)
     assert report["replay_cache_misses"] == 0
-    assert not list(sharded.glob("shards/*/*.running"))
+    assert not list(storage.glob("*/*/*.running"))
 
-    # --resume of a Ray run: only the shard whose files are gone runs again
-    manifests = sorted(sharded.glob("shards/*/*.[0-9]*-[0-9]*.json"))
+    # --resume of a Ray run: its storage and actor cap come back from run.json; only the shard
+    # whose files are gone runs again
+    manifests = sorted(storage.glob(f"{sharded.name}/*/*.[0-9]*-[0-9]*.json"))
+    assert len(manifests) == 4
     before = {m.name: m.stat().st_mtime_ns for m in manifests}
     manifests[0].unlink()
     (sharded / "results.json").unlink()
     assert main(["--resume", str(sharded), "--no-progress", "--reports", str(tmp_path / "ray" / "reports")]) == 0
-    after = {m.name: m.stat().st_mtime_ns for m in sharded.glob("shards/*/*.[0-9]*-[0-9]*.json")}
+    after = {m.name: m.stat().st_mtime_ns for m in storage.glob(f"{sharded.name}/*/*.[0-9]*-[0-9]*.json")}
     assert after.keys() == before.keys()
     assert [n for n in before if after[n] != before[n]] == [manifests[0].name]
     assert json.loads((sharded / "results.json").read_text())["results"] == a["results"]
