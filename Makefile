@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the main job on the embedded default model) and `make test`.
+# Entry points: `make run` (the main job on the embedded default model), `make test` and `make lint`.
 # Both create the virtual environment when missing. torch comes first, on its own, so nothing pulls
 # a CUDA build; llama-cpp-python is built from source with options chosen for this CPU (AMX kept
 # off: llama.cpp#20824); setup ends by proving that build scores a multi-token context.
@@ -16,7 +16,7 @@ TORCH_INDEX ?=
 LLAMA_CMAKE_ARGS ?= $(shell $(PYTHON) -m harness.llama_build)
 LLAMA_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' constraints.txt)
 
-.PHONY: setup run test unit slow clean llama-check
+.PHONY: setup run test unit lint slow clean llama-check
 
 setup: $(STAMP)
 
@@ -51,6 +51,12 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff (rules, import order) over the tree and mypy --strict over harness/: both configured in
+# pyproject.toml, pinned by the `lint` extra; .ci/run and .pre-commit-config.yaml run the same two
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV)

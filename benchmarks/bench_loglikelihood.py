@@ -28,8 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,6 +68,7 @@ def build_instances(task_name: str, items: int, seed: int, data_dir: Path) -> li
     """
     from types import SimpleNamespace
 
+    from harness import lm_eval_bridge as bridge
     from harness.spec import load_suite
     from harness.suites import academic
 
@@ -75,12 +77,12 @@ def build_instances(task_name: str, items: int, seed: int, data_dir: Path) -> li
     if spec is None:
         raise SystemExit(f"--task: '{task_name}' is not a task of suites/academic.yaml")
     name = spec.lm_eval_task or spec.name
-    if not academic.is_group(name):
-        task, instances, _ = academic.task_requests(spec, data_dir, items, seed)
+    if not bridge.is_group(name):
+        task, instances, _ = bridge.task_requests(spec, data_dir, items, seed)
         return [(task, instances)]
-    tasks, sources = academic.group_tasks(spec, academic.group_tree(name), data_dir)
+    tasks, sources = bridge.group_tasks(spec, bridge.group_tree(name), data_dir)
     rows = {leaf: (sources[leaf].rows or len(t.eval_docs)) for leaf, t in tasks.items()}
-    picks = academic._group_samples(SimpleNamespace(limit=items, subset="seeded", seed=seed), rows)
+    picks = academic.stratified_samples(SimpleNamespace(limit=items, subset="seeded", seed=seed), rows)
     parts = []
     for leaf, task in tasks.items():
         task.set_config(key="num_fewshot", value=spec.num_fewshot)

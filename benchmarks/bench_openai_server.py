@@ -54,7 +54,8 @@ def main() -> int:
     p.add_argument("--items", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SHAKTI_EVAL_DATA", ROOT.parent / "shared" / "datasets" / "hub")))
+    p.add_argument("--data-dir", type=Path,
+                   default=Path(os.environ.get("SHAKTI_EVAL_DATA", ROOT.parent / "shared" / "datasets" / "hub")))
     a = p.parse_args()
     gguf = Registry().resolve("smollm2-135m-q4").weights
     reqs, sizes = requests(a.data_dir, a.items)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.errors import ShaktiError  # noqa: E402
+from harness.errors import ShaktiError
 
 DEFAULT_MODELS = "smollm2-135m-f32,smollm2-135m-f16,smollm2-135m-q8,smollm2-135m-q4,smollm2-135m-q40"
 

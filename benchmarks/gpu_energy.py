@@ -19,9 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+SMOLLM2_135M: dict[str, Any] = {
+    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2}
 
 
 def model(dtype: str) -> Any:
@@ -55,7 +56,7 @@ def main() -> int:
         backend = model(dtype)
         bench = TorchBench(backend)
         res = run_llama_bench(bench, reps=a.reps, warmup=1, meter=meter)
-        for test, timing in res.items():
+        for timing in res.values():
             j = timing.as_json()
             joules = j.get("energy", {}).get("joules") or []
             secs = j["seconds"]
@@ -68,7 +69,8 @@ def main() -> int:
                    "timing": j}
             rows.append(row)
             print(f"{dtype:<9} {timing.test:<6} {timing.mean:10.1f} t/s  {row['joules_per_token']:.5f} J/token "
-                  f"({row['joules_per_token_above_idle']:.5f} above idle)  {row['mean_watts']:.0f} W  [{bench.decode_path}]", flush=True)
+                  f"({row['joules_per_token_above_idle']:.5f} above idle)  {row['mean_watts']:.0f} W  "
+                  f"[{bench.decode_path}]", flush=True)
         del backend
         torch.cuda.empty_cache()
     out = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),

@@ -15,10 +15,11 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -31,7 +32,7 @@ from harness.backends.base import (
     LoglikelihoodResult,
     ModelInfo,
 )
-from harness.store import RunFileError
+from harness.errors import RunFileError
 
 R = TypeVar("R")
 CHUNK = 32
@@ -104,7 +105,7 @@ class RequestCache:
 
     def __len__(self) -> int:
         with self._lock, _sqlite_errors(self.path, "read it"):
-            return self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+            return int(self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

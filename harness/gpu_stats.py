@@ -33,7 +33,7 @@ class GpuMonitor:
         self.error: str | None = None
         self.started = self.seconds = 0.0
 
-    def __enter__(self) -> "GpuMonitor":
+    def __enter__(self) -> GpuMonitor:
         try:
             import pynvml
 
@@ -43,7 +43,7 @@ class GpuMonitor:
             name = pynvml.nvmlDeviceGetName(self._handle)
             self.name = name.decode() if isinstance(name, bytes) else str(name)
             self.total = int(pynvml.nvmlDeviceGetMemoryInfo(self._handle).total)
-        except Exception as exc:  # no library, no driver, no GPU: nothing to report
+        except Exception as exc:  # noqa: BLE001 (no library, no driver, no GPU: nothing to report)
             self.error = f"{type(exc).__name__}: {exc}"
             self._nvml = None
         self._reset_torch_peak()
@@ -62,7 +62,7 @@ class GpuMonitor:
                 self.mem_util.append(int(rates.memory))
                 self.used.append(int(nv.nvmlDeviceGetMemoryInfo(h).used))
                 self.times.append(time.time())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (NVML errors stop sampling; the error is reported)
                 self.error = f"{type(exc).__name__}: {exc}"
                 return
             self._stop.wait(self.interval)
@@ -87,7 +87,7 @@ class GpuMonitor:
         if self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:
+            except Exception:  # noqa: BLE001 (a failed shutdown loses nothing already sampled)
                 pass
 
     def window(self, start: float, stop: float) -> dict[str, Any] | None:

@@ -13,8 +13,11 @@ does.  Two honest caveats follow and are stated in every report:
 
 Rungs are cached under ``$SHAKTI_EVAL_CACHE/ladder/<source sha256[:16]>/`` with a manifest, so a
 ladder is built once per source file; a rung whose size no longer matches the manifest (a
-truncated copy) is rebuilt.  This module also holds the GGUF integrity check that turns a corrupt
-or truncated file into one line naming it.
+truncated copy) is rebuilt.
+
+Building is never a side effect of planning: the registry only says where a rung *will* be
+(:meth:`Ladder.rung_path`); :func:`prepare` builds the rungs a plan names, as execute's first
+step, and returns what it did for ``run.json``.  Reading GGUF files is :mod:`harness.gguf`.
 """
 from __future__ import annotations
 
@@ -23,238 +26,50 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Protocol
 
 from harness.backends.base import file_digest
-from harness.errors import BackendMissing, ConfigError, ModelUnavailable, pip_hint
+from harness.errors import BackendMissing, ConfigError, ModelUnavailable, ShaktiError, pip_hint
+from harness.gguf import LADDER_FTYPES, check_gguf_complete, quiet_native_output
 
-# Rungs in the order the report shows them, with llama.cpp's ``llama_ftype`` for each.
-LADDER_FTYPES: dict[str, int] = {
-    "F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q5_0": 8,
-    "Q4_K_M": 15, "Q4_1": 3, "Q4_0": 2,
-}
 DEFAULT_RUNGS = ("F32", "F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0")
 F32_NOTE = "F32 = dequantized Q4_1, not the original weights"
+
+
+@dataclass(frozen=True)
+class LadderRung:
+    """Where a ladder rung comes from and where it will be: resolving one builds nothing."""
+
+    from_: str
+    """The registry model the rung is built from."""
+    source: Path
+    """That model's GGUF."""
+    source_sha256: str
+    quant: str
+    root: Path
+    """The cache root the rung's folder is under (``$SHAKTI_EVAL_CACHE`` when resolved)."""
+
+
+class RungModel(Protocol):
+    """What :func:`prepare` reads of a resolved model (:class:`harness.registry.ResolvedModel`):
+    a structural type, so the registry imports this module and not the other way round."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def weights(self) -> Path | None: ...
+    @property
+    def ladder(self) -> LadderRung | None: ...
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("SHAKTI_EVAL_CACHE", Path.home() / ".cache" / "shakti-eval"))
 
 
-# ----------------------------------------------------------------------------- integrity
-_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-"""GGUF value type -> bytes (uint8 .. float64); 8 = string, 9 = array."""
-_SCALAR_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-               10: "<Q", 11: "<q", 12: "<d"}
-
-# Limits that keep a hostile header from hanging or crashing the reader; real files are far
-# below each (SmolLM2: 40 keys, 272 tensors, arrays one level deep, a 49k-entry vocabulary).
-MAX_KV = 1 << 16
-MAX_TENSORS = 1 << 20
-MAX_ARRAY_DEPTH = 4
-"""GGUF arrays of arrays are legal but unused; deeper nesting is refused (a 10k-deep one once
-raised ``RecursionError``)."""
-MAX_DIMS = 4
-"""``GGML_MAX_DIMS``."""
-MAX_KEY_BYTES = 1 << 16
-
-
-class _Truncated(Exception):
-    pass
-
-
-class _Corrupt(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class GGUFHeader:
-    """What :func:`read_gguf_header` found: scalar and string key/values (arrays as their
-    length), tensor infos, where tensor data ends, and why the file is not a complete GGUF."""
-
-    metadata: dict[str, Any]
-    tensors: list[tuple[str, str, int]]
-    end: int
-    problem: str | None
-
-
-def read_gguf_header(path: Path) -> GGUFHeader:
-    """Walk a GGUF header within fixed limits; never raises for a bad file, only reports.
-
-    Reads key/values and tensor infos without touching tensor data.  ``problem`` says why the file
-    is not a complete GGUF (``None`` when it is): a header cut short, an unknown type, a limit
-    exceeded (key count, array nesting, dimensions), ``general.alignment`` not a power of two, or
-    tensor data reaching past the end of the file, which is what a truncated download looks like.
-    A hand-walk rather than ``gguf.GGUFReader`` because the reader builds a NumPy view per
-    tokenizer entry (seconds for a 49k vocabulary); this takes milliseconds, so every model load
-    can afford it, and it needs only the block-size table from ``gguf.constants``.
-    """
-    import mmap
-    import stat
-    import struct
-
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    st = path.stat()
-    if not stat.S_ISREG(st.st_mode):
-        return GGUFHeader({}, [], 0, "not a regular file")
-    size = st.st_size
-    if size < 24:
-        return GGUFHeader({}, [], 0, f"truncated: {size} bytes is shorter than a GGUF header")
-    tensors: list[tuple[str, str, int]] = []
-    meta: dict[str, Any] = {}
-    ends: list[int] = []
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        pos = 0
-
-        def take(n: int) -> int:
-            nonlocal pos
-            if n < 0 or pos + n > size:
-                raise _Truncated(pos)
-            start = pos
-            pos += n
-            return start
-
-        def u32() -> int:
-            return struct.unpack_from("<I", mm, take(4))[0]
-
-        def u64() -> int:
-            return struct.unpack_from("<Q", mm, take(8))[0]
-
-        def text(limit: int | None = None) -> str:
-            n = u64()
-            if limit is not None and n > limit:
-                raise _Corrupt(f"a {n}-byte key at byte {pos - 8} (limit {limit})")
-            return bytes(mm[take(n) : pos]).decode("utf-8", "replace")
-
-        def value(vtype: int, depth: int = 0) -> Any:
-            """Decode a scalar or string; skip an array (returning its length), iteratively deep."""
-            if vtype in _SCALAR_FMT:
-                return struct.unpack_from(_SCALAR_FMT[vtype], mm, take(_SCALAR[vtype]))[0]
-            if vtype == 8:
-                return text()
-            if vtype != 9:
-                raise _Corrupt(f"unknown value type {vtype} at byte {pos}")
-            sub, count = u32(), u64()
-            if sub == 9 and depth + 1 >= MAX_ARRAY_DEPTH:
-                raise _Corrupt(f"arrays nested deeper than {MAX_ARRAY_DEPTH} levels at byte {pos}")
-            if sub in _SCALAR:
-                take(_SCALAR[sub] * count)
-            elif sub == 8:
-                if count > (size - pos) // 8:  # each string needs at least its 8-byte length
-                    raise _Truncated(pos)
-                for _ in range(count):
-                    take(u64())
-            elif sub == 9:
-                if count > (size - pos) // 12:  # each array needs at least its type and count
-                    raise _Truncated(pos)
-                for _ in range(count):
-                    value(9, depth + 1)  # bounded by MAX_ARRAY_DEPTH
-            else:
-                raise _Corrupt(f"unknown array item type {sub} at byte {pos}")
-            return count
-
-        try:
-            if mm[:4] != b"GGUF":
-                return GGUFHeader({}, [], 0, f"not a GGUF file (bad magic {bytes(mm[:4])!r})")
-            take(4)
-            version, n_tensors, n_kv = u32(), u64(), u64()
-            if version not in (2, 3):
-                return GGUFHeader({}, [], 0, f"GGUF version {version} is not supported (2 or 3)")
-            if n_kv > MAX_KV:
-                raise _Corrupt(f"{n_kv} key/value pairs (limit {MAX_KV})")
-            if n_tensors > MAX_TENSORS:
-                raise _Corrupt(f"{n_tensors} tensors (limit {MAX_TENSORS})")
-            for _ in range(n_kv):
-                key, vtype = text(MAX_KEY_BYTES), u32()
-                meta[key] = value(vtype)
-            alignment = meta.get("general.alignment", 32)
-            if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-                raise _Corrupt(f"general.alignment = {alignment!r} is not a power of two")
-            for _ in range(n_tensors):
-                name = text(MAX_KEY_BYTES)
-                n_dims = u32()
-                if n_dims > MAX_DIMS:
-                    raise _Corrupt(f"tensor '{name}' has {n_dims} dimensions (limit {MAX_DIMS})")
-                dims = [u64() for _ in range(n_dims)]
-                qtype, offset = GGMLQuantizationType(u32()), u64()
-                block, type_size = GGML_QUANT_SIZES[qtype]
-                n = 1
-                for d in dims:
-                    n *= d
-                nbytes = n // block * type_size
-                tensors.append((name, qtype.name, nbytes))
-                ends.append(offset + nbytes)
-        except _Truncated as exc:
-            return GGUFHeader(meta, tensors, 0, (f"truncated: the header needs more than the {size} bytes "
-                                                 f"the file has (stopped at byte {exc.args[0]})"))
-        except _Corrupt as exc:
-            return GGUFHeader(meta, tensors, 0, f"corrupt GGUF header: {exc}")
-        except (ValueError, KeyError, OverflowError, struct.error) as exc:
-            return GGUFHeader(meta, tensors, 0, f"corrupt GGUF header ({type(exc).__name__}: {exc})")
-        end = -(-pos // alignment) * alignment + max(ends, default=0)
-    if end > size:
-        return GGUFHeader(meta, tensors, end, f"truncated: tensor data ends at byte {end} but the file has "
-                                              f"{size} bytes")
-    return GGUFHeader(meta, tensors, end, None)
-
-
-def read_gguf_layout(path: Path) -> tuple[list[tuple[str, str, int]], int, str | None]:
-    """``([(tensor name, ggml type, data bytes)], data end offset, problem)``; see
-    :func:`read_gguf_header`."""
-    h = read_gguf_header(path)
-    return h.tensors, h.end, h.problem
-
-
-def gguf_extent_problem(path: Path) -> str | None:
-    """Why ``path`` is not a complete GGUF (``None`` when it is); see :func:`read_gguf_layout`."""
-    return read_gguf_layout(path)[2]
-
-
-def tensor_type_bytes(path: Path) -> dict[str, int]:
-    """Bytes per ggml type in a GGUF: what a rung really holds (K-quants fall back on odd shapes)."""
-    out: dict[str, int] = {}
-    for _, qtype, nbytes in read_gguf_layout(path)[0]:
-        out[qtype] = out.get(qtype, 0) + nbytes
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def check_gguf_complete(path: Path) -> None:
-    """Raise a one-line :class:`ModelUnavailable` naming ``path`` if it is corrupt or truncated."""
-    problem = gguf_extent_problem(path)
-    if problem:
-        raise ModelUnavailable(f"{path}: {problem}", "the file is corrupt or truncated: re-download or rebuild it")
-
-
 # ----------------------------------------------------------------------------- building
-@contextlib.contextmanager
-def quiet_native_output() -> Iterator[Path]:
-    """Send fds 1 and 2 to a temporary log while native code (llama.cpp) prints its progress.
-
-    Yields the log's path so a failure can quote its last lines.
-    """
-    import sys
-    import tempfile
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd, log_path = tempfile.mkstemp(prefix="shakti-native-", suffix=".log")
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield Path(log_path)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in (*saved, fd):
-            os.close(f)
-
-
 def _tail(path: Path, n: int = 3) -> str:
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -332,7 +147,8 @@ def quantize_with_llama_cpp(src: Path, dst: Path, quant: str, threads: int | Non
     params.nthread = threads or (os.cpu_count() or 1)
     tmp = dst.with_name(dst.name + ".tmp")
     with quiet_native_output() as log:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), llama_cpp.byref(params))
+        params_ref = llama_cpp.byref(params)  # type: ignore[attr-defined]  # ctypes, re-exported
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params_ref)
     why = _tail(log)
     log.unlink(missing_ok=True)
     if rc != 0 or not tmp.exists():
@@ -349,7 +165,8 @@ class Ladder:
             raise ModelUnavailable(f"{source}: ladder source GGUF not found")
         self.source = source
         self.sha256 = source_sha256 or file_digest(source)
-        self.folder = (root or cache_root()) / "ladder" / self.sha256[:16]
+        self.root = root or cache_root()
+        self.folder = self.root / "ladder" / self.sha256[:16]
         self.manifest_path = self.folder / "manifest.json"
 
     def rung_path(self, quant: str) -> Path:
@@ -358,7 +175,8 @@ class Ladder:
     def manifest(self) -> dict[str, Any]:
         try:
             with open(self.manifest_path, encoding="utf-8") as fh:
-                return json.load(fh)
+                data: dict[str, Any] = json.load(fh)
+                return data
         except (OSError, ValueError):
             return {"source": str(self.source), "source_sha256": self.sha256, "rungs": {}}
 
@@ -419,3 +237,42 @@ def _version(dist: str) -> str:
 def build_rung(source: Path, quant: str, threads: int | None = None) -> Path:
     """The cached rung ``quant`` of ``source``, built on first use."""
     return Ladder(source).build(quant, threads)
+
+
+def prepare(models: Iterable[RungModel]) -> list[dict[str, Any]]:
+    """Build every ladder rung among ``models`` not built yet: execute's prepare step.
+
+    One record per rung for ``run.json``: which model, from what, whether this run built it (and
+    how long it took, with what) or found it cached.  A rung that cannot be built (llama.cpp not
+    installed, a corrupt source) is a record with its one-line ``error``, never a raise: the tasks
+    that name it are then skipped with that line, as a missing file would be."""
+    out: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+    for model in models:
+        rung = model.ladder
+        if rung is None or model.weights is None or model.weights in seen:
+            continue
+        seen.add(model.weights)
+        record: dict[str, Any] = {"model": model.name, "from": rung.from_, "quant": rung.quant,
+                                  "path": str(model.weights), "source_sha256": rung.source_sha256}
+        t0 = time.perf_counter()
+        try:
+            lad = Ladder(rung.source, root=rung.root, source_sha256=rung.source_sha256)
+            cached = lad.is_built(rung.quant)
+            path = lad.build(rung.quant)
+        except ShaktiError as exc:
+            out.append({**record, "error": exc.one_line()})
+            continue
+        built = lad.manifest().get("rungs", {}).get(rung.quant, {})
+        out.append({**record, "built": not cached, "seconds": round(time.perf_counter() - t0, 3),
+                    "bytes": path.stat().st_size, "method": built.get("method")})
+    return out
+
+
+def ensure_built(models: Iterable[RungModel]) -> list[dict[str, Any]]:
+    """:func:`prepare` for models about to load: a rung that cannot be built raises its one line."""
+    records = prepare(models)
+    for r in records:
+        if "error" in r:
+            raise ModelUnavailable(r["error"].removeprefix("error: "))
+    return records

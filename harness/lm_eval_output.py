@@ -25,8 +25,9 @@ import datetime as _dt
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.store import RunStore, atomic_write_text, clean_json
 
@@ -213,7 +214,7 @@ def build_results(store: RunStore, task_hashes: dict[str, str] | None = None) ->
         for leaf, sub in subtasks.items():
             if isinstance(sub, dict):
                 add(leaf, sub, details, sub.get("alias"), sub.get("n"), sub.get("n_total"), first, parent=task)
-        tree = _tree(subgroups, [leaf for leaf in subtasks], task)
+        tree = _tree(subgroups, list(subtasks), task)
         out["group_subtasks"].update({g: kids for g, kids in tree.items() if g in out["results"]})
     if not out["groups"]:
         del out["groups"]  # lm-eval writes "groups" only when a group aggregates
@@ -312,7 +313,8 @@ def task_samples(store: RunStore, task: str, metrics: dict[str, Any]) -> dict[st
     names = metric_names(metrics)
     out: dict[str, list[dict[str, Any]]] = {}
     for rec in store.read_samples(task):
-        name = rec.get("subtask") if isinstance(rec.get("subtask"), str) else task
+        sub = rec.get("subtask")
+        name = sub if isinstance(sub, str) else task
         out.setdefault(name, []).append(lm_eval_sample(rec, names))
     return out
 
@@ -367,7 +369,9 @@ def summary_rows(stored: dict[str, Any]) -> list[list[str]]:
                 continue
             se = entries.get(f"{name}_stderr,{filt}")
             shown = name if filt == "none" else key
-            rows.append([label, shown, HIGHER_IS_BETTER_SYMBOLS.get(hib.get(name), ""), _fmt(value),
+            direction = hib.get(name)
+            symbol = HIGHER_IS_BETTER_SYMBOLS.get(direction, "") if direction is not None else ""
+            rows.append([label, shown, symbol, _fmt(value),
                          "±" if se is not None else "", _fmt(se) if se is not None else "",
                          str(n) if isinstance(n, int) else ""])
             label = ""

@@ -21,11 +21,11 @@ def install() -> None:
     env = utils.env
     compiled: dict[str, Any] = {}
 
-    def apply_template(template: str, doc: dict) -> str:
+    def apply_template(template: str, doc: dict[str, Any]) -> str:
         tpl = compiled.get(template)
         if tpl is None:
             tpl = compiled[template] = env.from_string(template)
-        return tpl.render(**doc)
+        return str(tpl.render(**doc))
 
     apply_template._shakti_memoized = True  # type: ignore[attr-defined]
     apply_template.__doc__ = utils.apply_template.__doc__

@@ -18,7 +18,13 @@ from harness.errors import ConfigError
 
 
 def run_matrix(args: argparse.Namespace, reports_root: Path) -> int:
-    from harness.cli import _data_dir, _gates, _print_summary, _report, _write_lm_eval, run_plans
+    from harness.cli_args import EXECUTOR_OPTIONS
+    from harness.pipeline import data_dir as _data_dir
+    from harness.pipeline import gates as _gates
+    from harness.pipeline import print_summary as _print_summary
+    from harness.pipeline import report as _report
+    from harness.pipeline import run_plans
+    from harness.pipeline import write_lm_eval as _write_lm_eval
     from harness.plan import build_plan
     from harness.registry import Registry
     from harness.report.compare import render_compare
@@ -48,8 +54,8 @@ def run_matrix(args: argparse.Namespace, reports_root: Path) -> int:
     for plan, resolved in planned:
         saved = {k: getattr(args, k) for k in RESUMED_OPTIONS}
         saved.update(model=resolved.name, name=None, log_samples=bool(args.log_samples), data_dir=plan.data_dir,
-                     registry=str(registry.path.resolve()), weights=None, executor=args.executor,
-                     shard_items=args.shard_items, matrix=models)
+                     registry=str(registry.path.resolve()), weights=None, matrix=models,
+                     **{k: getattr(args, k, None) for k in EXECUTOR_OPTIONS})
         run_dir = Path(args.output) / plan.run_id()
         store = RunStore(run_dir)
         store.write_run({"status": "planned", "run_id": run_dir.name, "plan_hash": plan.content_hash(),

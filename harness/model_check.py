@@ -15,10 +15,11 @@ Two uses:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.backends.base import LoglikelihoodRequest, ModelInfo
-from harness.backends.fidelity import PROBES, compare_tokenizers
+from harness.backends.fidelity import compare_tokenizers
 from harness.errors import ShaktiError
 from harness.registry import Registry, ResolvedModel
 
@@ -87,7 +88,11 @@ def tokenizer_verdict(backend: Any) -> dict[str, Any]:
 
 
 def startup_checks(backend: Any, model: ResolvedModel) -> dict[str, Any]:
-    """The cheap checks of every run: identity, pins, BOS choice, tokenizer verdict."""
+    """The cheap checks of every run: identity, pins, BOS choice, tokenizer verdict (a Ray
+    merge's replay backend returns those its shards' actors ran on the real model)."""
+    recorded: dict[str, Any] | None = getattr(_inner(backend), "recorded_checks", None)
+    if recorded is not None:
+        return recorded
     info: ModelInfo = _inner(backend).info
     return {"identity": info.identity(), "pins": pin_verdict(model, info),
             "tokenizer": tokenizer_verdict(backend)}
@@ -123,6 +128,9 @@ def check_model(registry: Registry, name: str, weights: str | None = None,
     from harness.backends import load_backend
 
     model = registry.resolve_cli(name, weights, run_name=run_name)
+    from harness.ladder import ensure_built
+
+    ensure_built([model])  # a ladder rung is built before it loads (resolving builds nothing)
     out(f"model {model.name}: {model.weights} ({model.source})")
     loaded: dict[str, Any] = {}
     failures: dict[str, str] = {}

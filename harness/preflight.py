@@ -1,7 +1,7 @@
 """Checks on the model's weights that run at plan time, before any model loads or run folder exists.
 
 A bad weights file should cost milliseconds and one line, not a native crash, a 16 GiB allocation
-or a message blaming the wrong thing.  From the GGUF header (:func:`harness.ladder.read_gguf_header`,
+or a message blaming the wrong thing.  From the GGUF header (:func:`harness.gguf.read_gguf_header`,
 which has its own limits) or the HF folder's ``config.json`` this checks:
 
 * the file is complete and sane (magic, version, alignment, array nesting, truncation);
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ModelUnavailable
+from harness.gguf import as_int
 from harness.registry import ResolvedModel, read_hf_config
 
 KV_CONTEXTS = 2
@@ -40,29 +41,13 @@ def available_memory() -> int | None:
         return None
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def gguf_facts(path: Path) -> dict[str, Any]:
+def _gguf_context(path: Path) -> dict[str, Any]:
     """Trained context and KV-cache size per token from a GGUF header; raises on a bad file."""
-    from harness.ladder import read_gguf_header
+    from harness.gguf import gguf_facts
 
-    header = read_gguf_header(path)
-    if header.problem:
-        raise ModelUnavailable(f"{path}: {header.problem}", "the file is corrupt or truncated: re-download or rebuild it")
-    meta = header.metadata
-    arch = meta.get("general.architecture")
-    if not isinstance(arch, str) or not arch:
-        return {"context": None, "context_key": None, "kv_per_token": None}
-    layers, embd = _int(meta.get(f"{arch}.block_count")), _int(meta.get(f"{arch}.embedding_length"))
-    heads = _int(meta.get(f"{arch}.attention.head_count"))
-    kv_heads = _int(meta.get(f"{arch}.attention.head_count_kv")) or heads
-    per_token = None
-    if layers and embd and heads and kv_heads:
-        per_token = 2 * layers * (embd * kv_heads // heads) * 2  # K and V, f16
-    return {"context": _int(meta.get(f"{arch}.context_length")), "context_key": f"{arch}.context_length",
-            "kv_per_token": per_token}
+    f = gguf_facts(path, require_complete=True)
+    return {"context": f.context_length, "context_key": f.context_key if f.architecture else None,
+            "kv_per_token": f.kv_bytes_per_token}
 
 
 def hf_facts(folder: Path) -> dict[str, Any]:
@@ -74,7 +59,7 @@ def hf_facts(folder: Path) -> dict[str, Any]:
     if not any(any(folder.glob(p)) for p in WEIGHT_PATTERNS):
         raise ModelUnavailable(f"{folder}: config.json but no weights (*.safetensors or pytorch_model.bin)",
                                "the download is incomplete: re-download the model folder")
-    return {"context": _int(data.get("max_position_embeddings")), "context_key": "config.json max_position_embeddings",
+    return {"context": as_int(data.get("max_position_embeddings"), 1), "context_key": "config.json max_position_embeddings",
             "kv_per_token": None}
 
 
@@ -84,15 +69,17 @@ def check_model(model: ResolvedModel) -> None:
     where = f"{model.registry_path.name}: {model.name}"
     if weights is None:  # a served model: the backend checks the server when it connects
         return
+    if model.ladder is not None and not weights.exists():  # a rung execute builds: check its source
+        weights = model.ladder.source
     if entry.format == "gguf":
         if weights.is_dir():
             raise ModelUnavailable(f"{weights}: is a folder, but {model.name} has format gguf (one .gguf file)",
                                    "pass the .gguf file, or use an entry with format: hf")
-        facts = gguf_facts(weights)
+        facts = _gguf_context(weights)
     else:
         if not weights.is_dir():
             if entry.backend == "transformers" and weights.suffix == ".gguf":
-                facts = gguf_facts(weights)
+                facts = _gguf_context(weights)
             else:
                 raise ModelUnavailable(f"{weights}: not a folder, but {model.name} has format hf",
                                        "pass a transformers model folder")

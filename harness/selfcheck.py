@@ -47,7 +47,7 @@ def build_record() -> dict[str, Any] | None:
     if "llama_cpp" in sys.modules:
         try:
             out["system_info_now"] = sys.modules["llama_cpp"].llama_print_system_info().decode().strip()
-        except Exception:  # an old or partial build: the record above still says what setup saw
+        except Exception:  # noqa: BLE001 (an old or partial build: the record above still says what setup saw)
             pass
     return out or None
 
@@ -59,6 +59,7 @@ def _child() -> int:
     from harness.registry import Registry
 
     model = Registry().resolve("smollm2-135m-q4")
+    assert model.weights is not None, "the embedded model is a local file"
     backend = LlamaCppBackend("selfcheck", model.weights, n_ctx=512, n_threads=min(2, os.cpu_count() or 1))
     try:
         reqs = [LoglikelihoodRequest(CONTEXT, c) for c in CONTINUATIONS]

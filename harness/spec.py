@@ -7,13 +7,13 @@ what is allowed.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
-
 
 MAX_LIMIT = 10_000_000
 """Largest per-task item limit (more rows than any benchmark has)."""
@@ -146,7 +146,7 @@ class LadderWeights(_Strict):
     @field_validator("quant")
     @classmethod
     def _known_quant(cls, quant: str) -> str:
-        from harness.ladder import LADDER_FTYPES
+        from harness.gguf import LADDER_FTYPES
 
         if quant not in LADDER_FTYPES:
             raise ValueError(f"unknown ladder quant '{quant}' (allowed: {', '.join(LADDER_FTYPES)})")
@@ -213,17 +213,22 @@ class ModelEntry(_Strict):
     """Pinned sha256 of the weights file: any other file is refused unless ``--name`` renames the run."""
 
     @model_validator(mode="after")
-    def _backend_options(self) -> "ModelEntry":
+    def _backend_options(self) -> ModelEntry:
         from harness.backends.base import validate_options
 
-        validate_options(self)
+        validate_options(self.backend, self.shared_fields(), self.model_extra or {})
         return self
 
-    def options(self) -> Any:
-        """This entry's validated backend options (:class:`harness.backends.base.BackendOptions`)."""
+    def shared_fields(self) -> dict[str, Any]:
+        """The keys every entry has, by name (backend-specific keys are ``model_extra``)."""
+        return {k: getattr(self, k) for k in type(self).model_fields}
+
+    def options(self, registry_file: Path | None = None) -> Any:
+        """This entry's validated backend options (:class:`harness.backends.base.BackendOptions`);
+        a problem is one line naming ``registry_file``."""
         from harness.backends.base import entry_options
 
-        return entry_options(self)
+        return entry_options(self.backend, self.shared_fields(), self.model_extra or {}, registry_file)
 
 
 class RegistrySpec(_Strict):
@@ -247,7 +252,7 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(p for p in parts if p) or "(top level)"
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key"
@@ -277,7 +282,10 @@ def read_yaml(path: Path) -> Any:
     return load_yaml_file(path)
 
 
-def parse_model(cls: type[BaseModel], data: Any, path: Path, allowed: str = "") -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(cls: type[M], data: Any, path: Path, allowed: str = "") -> M:
     """Validate ``data`` as ``cls``; the first problem becomes a one-line ConfigError."""
     if data is None:
         raise ConfigError(f"{path}: the file is empty (no YAML document)")

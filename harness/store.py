@@ -23,10 +23,12 @@ import math
 import os
 import socket
 import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from harness.errors import ShaktiError
+from harness.errors import RunFileError
 
 SCHEMA_VERSION = 1
 STATUSES = ("planned", "running", "success", "partial", "failed", "interrupted")
@@ -46,11 +48,6 @@ def clean_json(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return clean_json(value.item())
     return value
-
-
-class RunFileError(ShaktiError, ValueError):
-    """A run or report file that cannot be read back or written (a ``ValueError`` too, so listings
-    that skip unreadable runs keep doing so)."""
 
 
 def write_error(path: Path, exc: OSError) -> RunFileError:
@@ -192,6 +189,69 @@ def planned_tasks(run: dict[str, Any]) -> list[str]:
             and isinstance(t["spec"].get("name"), str)]
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """One run folder as a listing sees it: what the index, history, leaderboard and comparison
+    pages (and ``--resume`` checks) need, read once by :meth:`RunStore.list_runs`."""
+
+    run_id: str
+    """The folder's name: ``<timestamp>_<model>_<plan hash>``."""
+    path: Path
+    status: str
+    """:func:`effective_status`: a ``running`` run whose process is gone reads ``interrupted``."""
+    model: str | None
+    """The registry name the run evaluated (results metadata, else the plan, else the ``--model`` given)."""
+    suites: tuple[str, ...]
+    created: str | None
+    """When the run started (ISO time in run.json); ``None`` for a run that never started."""
+    plan_hash: str | None
+    planned: tuple[str, ...]
+    """Task names of the stored plan, in plan order."""
+    run: Mapping[str, Any]
+    """run.json as stored."""
+    results: Mapping[str, Any]
+    """results.json as stored (an empty results map when the run scored nothing yet)."""
+
+    @property
+    def scored(self) -> dict[str, Any]:
+        """``{task: metrics}`` of the finished tasks."""
+        return dict(self.results.get("results") or {})
+
+    @property
+    def task_details(self) -> dict[str, Any]:
+        """``{task: details}`` of the finished tasks."""
+        return dict(self.results.get("tasks") or {})
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return dict(self.results.get("skipped") or {})
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The options the run was started with (run.json ``args``)."""
+        args = self.run.get("args")
+        return dict(args) if isinstance(args, dict) else {}
+
+    @property
+    def store(self) -> RunStore:
+        return RunStore(self.path)
+
+
+def _run_record(path: Path, run: dict[str, Any], results: dict[str, Any]) -> StoredRun:
+    def mapping(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    args, plan, meta = mapping(run.get("args")), mapping(run.get("plan")), mapping(results.get("metadata"))
+    model = meta.get("model") or plan.get("model") or args.get("model")
+    suites = plan.get("suites") or [s for s in str(args.get("suite") or "").split(",") if s]
+    return StoredRun(
+        run_id=path.name, path=path, status=effective_status(run), model=str(model) if model else None,
+        suites=tuple(str(s) for s in suites) if isinstance(suites, (list, tuple)) else (),
+        created=run.get("started_at") if isinstance(run.get("started_at"), str) else None,
+        plan_hash=run.get("plan_hash") if isinstance(run.get("plan_hash"), str) else None,
+        planned=tuple(planned_tasks(run)), run=run, results=results)
+
+
 class RunStore:
     """Reads and writes one run folder."""
 
@@ -223,7 +283,8 @@ class RunStore:
         return self.run_json.exists()
 
     def read_run(self) -> dict[str, Any]:
-        return read_json(self.run_json, dict)
+        run: dict[str, Any] = read_json(self.run_json, dict)
+        return run
 
     def write_run(self, run: dict[str, Any]) -> None:
         atomic_write_json(self.run_json, {"schema_version": SCHEMA_VERSION, **run})
@@ -237,7 +298,7 @@ class RunStore:
     def read_results(self) -> dict[str, Any]:
         if not self.results_json.exists():
             return {"schema_version": SCHEMA_VERSION, "results": {}, "tasks": {}}
-        data = read_json(self.results_json, dict)
+        data: dict[str, Any] = read_json(self.results_json, dict)
         for key in ("results", "tasks", "skipped"):
             if not isinstance(data.get(key, {}), dict):
                 raise RunFileError(f"{self.results_json}: '{key}' is not a JSON object",
@@ -257,6 +318,18 @@ class RunStore:
         data.setdefault("tasks", {})[task] = details
         data.get("skipped", {}).pop(task, None)  # a task skipped earlier and now run
         data["metadata"] = metadata
+        atomic_write_json(self.results_json, data)
+
+    def write_derived(self, aggregates: dict[str, Any], tasks: dict[str, Any] | None = None) -> None:
+        """Record what execute derives from finished tasks: the statistics that pool several
+        (:mod:`harness.suites.aggregates`) and, per task, details it completed (intervals rebuilt
+        for a run stored before the kinds kept them, :mod:`harness.suites.backfill`)."""
+        data = self.read_results()
+        if aggregates:
+            data["aggregates"] = aggregates
+        else:
+            data.pop("aggregates", None)
+        data.setdefault("tasks", {}).update(tasks or {})
         atomic_write_json(self.results_json, data)
 
     def write_skipped(self, task: str, reason: str, metadata: dict[str, Any]) -> None:
@@ -294,6 +367,24 @@ class RunStore:
             raise RunFileError(f"{path}: not UTF-8 text (corrupt)", "restore the file or start a new run") from None
         except OSError as exc:
             raise RunFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return out
+
+    # -- listing
+    def record(self) -> StoredRun:
+        """This run as a :class:`StoredRun` (a :class:`RunFileError` when a file cannot be read)."""
+        return _run_record(self.dir, self.read_run(), self.read_results())
+
+    @staticmethod
+    def list_runs(results_root: Path, newest_first: bool = False) -> list[StoredRun]:
+        """Every run folder under ``results_root`` (one holding a ``run.json``), oldest first by
+        run id (it starts with the run's timestamp).  A run whose run.json or results.json cannot
+        be read back is left out: a listing page shows the others rather than failing on one."""
+        out = []
+        for run_json in sorted(results_root.glob("*/run.json"), reverse=newest_first):
+            try:
+                out.append(RunStore(run_json.parent).record())
+            except (OSError, ValueError):
+                continue
         return out
 
     # -- checks

@@ -65,14 +65,22 @@ def backend_class(name: str) -> Any:
 
 
 def load_backend(model: ResolvedModel, seed: int = 1234) -> Backend:
-    """Instantiate the registered backend for a resolved registry entry, with its validated options."""
-    from harness.backends.base import entry_options
+    """Instantiate the registered backend for a resolved registry entry, with its validated options.
 
+    An options class with ``runs_in_worker()`` returning True (llama.cpp's ``process:`` key) gets
+    the same backend in a child process (:class:`harness.backends.worker.WorkerBackend`), behind
+    the same protocol; this process then never imports the backend's library."""
     from harness.registry import expand_path
 
     cls = backend_class(model.entry.backend)
-    options = entry_options(model.entry, model.registry_path)
+    options = model.entry.options(model.registry_path)
     tok = getattr(options, "tokenizer", None)
     if tok:  # relative to the registry file that declares it
         options = options.model_copy(update={"tokenizer": str(expand_path(str(tok), model.registry_path.parent))})
+    in_worker = getattr(options, "runs_in_worker", None)
+    if in_worker is not None and in_worker():
+        from harness.backends.worker import WorkerBackend
+
+        return WorkerBackend(_entry(model.entry.backend), model.name, model.weights, options,
+                             seed=seed, backend_name=model.entry.backend)
     return cls(model.name, model.weights, options, seed=seed)  # type: ignore[no-any-return]

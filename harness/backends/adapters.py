@@ -68,7 +68,8 @@ def _backend_from_path(kind: str, path: str, **kw: Any) -> Backend:
     p = Path(path)
     if kind == "transformers" and p.suffix == ".gguf":
         kw.setdefault("format", "gguf")
-    return backend_class(kind)(p.stem, p, **kw)
+    backend: Backend = backend_class(kind)(p.stem, p, **kw)
+    return backend
 
 
 @register_model("shakti")

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
-
-if TYPE_CHECKING:
-    from harness.spec import ModelEntry
 
 CAPABILITIES = ("loglikelihood", "rolling", "generate", "chat", "logprobs", "throughput")
 """What a task may ask of a backend: continuation log-likelihoods, rolling (perplexity)
@@ -190,51 +188,49 @@ class BackendOptions(BaseModel):
         return frozenset(CAPABILITIES)
 
 
-def _options_input(entry: ModelEntry, cls: type[BackendOptions]) -> dict[str, Any]:
-    shared = {k: getattr(entry, k) for k in cls.model_fields if k in type(entry).model_fields}
-    return {**shared, **(entry.model_extra or {})}
-
-
-def validate_options(entry: ModelEntry) -> BackendOptions | None:
-    """The entry's options for its backend, or None when the backend is unknown (the plan says so
-    with the registry file's name).  Raises ``ValueError`` with the first problem, which the
-    registry loader turns into one line naming the file, entry and key."""
+def validate_options(backend: str, fields: Mapping[str, Any], extra: Mapping[str, Any]) -> BackendOptions | None:
+    """A registry entry's options for its backend, or None when the backend is unknown (the plan
+    says so with the registry file's name).  ``fields`` are the entry's shared fields by name
+    (``dict(entry)``), ``extra`` its backend-specific keys (``entry.model_extra``): plain mappings,
+    so this layer never imports the spec that calls it.  Raises ``ValueError`` with the first
+    problem, which the registry loader turns into one line naming the file, entry and key."""
     from harness.backends import BACKENDS, options_class
 
-    if entry.backend not in BACKENDS:
+    if backend not in BACKENDS:
         return None
-    cls = options_class(entry.backend)
-    extra = entry.model_extra or {}
+    cls = options_class(backend)
     unknown = [k for k in extra if k not in cls.model_fields]
     if unknown:  # "@key: ..." -- the registry loader puts the key into the error's location
-        own = [k for k in cls.model_fields if k not in type(entry).model_fields]
-        allowed = list(type(entry).model_fields) + own
+        own = [k for k in cls.model_fields if k not in fields]
+        allowed = list(fields) + own
         raise ValueError(f"@{unknown[0]}: unknown key (allowed: {', '.join(allowed)}; "
-                         f"backend '{entry.backend}' reads {', '.join(own) or 'no keys of its own'})")
+                         f"backend '{backend}' reads {', '.join(own) or 'no keys of its own'})")
+    shared = {k: v for k, v in fields.items() if k in cls.model_fields}
     try:
-        opts = cls.model_validate(_options_input(entry, cls))
+        opts = cls.model_validate({**shared, **extra})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ())) or "(options)"
         what = "required key is missing" if err.get("type") == "missing" else str(err.get("msg", "invalid"))
         what = what.removeprefix("Value error, ")
-        raise ValueError(f"@{where}: {what} (backend '{entry.backend}')") from None
-    if opts.needs_weights and entry.weights is None:
-        raise ValueError(f"@weights: required key is missing for backend '{entry.backend}' "
+        raise ValueError(f"@{where}: {what} (backend '{backend}')") from None
+    if opts.needs_weights and fields.get("weights") is None:
+        raise ValueError(f"@weights: required key is missing for backend '{backend}' "
                          "(say where the model's file or folder is)")
     return opts
 
 
-def entry_options(entry: ModelEntry, registry_file: Path | None = None) -> BackendOptions:
+def entry_options(backend: str, fields: Mapping[str, Any], extra: Mapping[str, Any],
+                  registry_file: Path | None = None) -> BackendOptions:
     """Validated options of a registry entry (the one-line error names the registry file)."""
     try:
-        opts = validate_options(entry)
+        opts = validate_options(backend, fields, extra)
     except ValueError as exc:
         raise ConfigError(f"{registry_file.name if registry_file else 'registry'}: {exc}") from None
     if opts is None:
         from harness.backends import BACKENDS
 
-        raise ConfigError(f"unknown backend '{entry.backend}'", f"allowed: {', '.join(sorted(BACKENDS))}")
+        raise ConfigError(f"unknown backend '{backend}'", f"allowed: {', '.join(sorted(BACKENDS))}")
     return opts
 
 
@@ -295,6 +291,19 @@ def default_threads() -> int | None:
     return None
 
 
+def gpu_build_installed() -> bool:
+    """Whether the installed llama-cpp-python was built with a GPU backend, judged by its library
+    files -- without importing it (importing a CUDA build is what must not happen beside torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(folder) / "lib"
+        if lib.is_dir() and any(next(lib.glob(pattern), None) for pattern in ("*ggml-cuda*", "*ggml-hip*")):
+            return True
+    return False
+
+
 def auto_device(backend: str) -> str:
     """What ``device: auto`` means for a backend here: ``cuda`` when its library can use a GPU
     (torch sees one; the llama.cpp build can offload), else ``cpu``, also when it is not installed."""
@@ -303,10 +312,8 @@ def auto_device(backend: str) -> str:
             import torch
 
             return "cuda" if torch.cuda.is_available() else "cpu"
-        if backend == "llama_cpp":
-            import llama_cpp
-
-            return "cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu"
+        if backend == "llama_cpp":  # judged by its library files: importing a CUDA build beside torch crashes
+            return "cuda" if gpu_build_installed() else "cpu"
     except ImportError:
         pass
     return "cpu"

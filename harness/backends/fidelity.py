@@ -12,9 +12,10 @@ The reference loads with ``vocab_only=True`` (the vocabulary, no tensors: well u
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from harness.errors import ConfigError
 
@@ -74,7 +75,7 @@ class GgufReference:
     def __init__(self, path: Path) -> None:
         import llama_cpp
 
-        from harness.ladder import quiet_native_output
+        from harness.gguf import quiet_native_output
 
         self.path = path
         with quiet_native_output():
@@ -105,8 +106,8 @@ def compare_tokenizers(reference: Callable[[str], list[int]], candidate: Callabl
     """Token ids of every probe, and the BOS/EOS ids, must be identical."""
     bad = tuple(Disagreement(p, tuple(r), tuple(c)) for p in probes
                 if (r := reference(p)) != (c := candidate(p)))
-    special = {k: (r, c) for k, r, c in zip(("bos", "eos"), ref_special, cand_special)
-               if r is not None and r != c}
+    special: dict[str, tuple[int | None, int | None]] = {
+        k: (r, c) for k, r, c in zip(("bos", "eos"), ref_special, cand_special) if r is not None and r != c}
     return TokenizerVerdict(not bad and not special, len(probes), bad, special)
 
 

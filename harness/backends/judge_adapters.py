@@ -4,9 +4,10 @@ Kept apart from :mod:`harness.backends.adapters` (the lm-eval ``LM``) so that ju
 DeepEval and Ragas without lm-eval, and lm-eval users never import DeepEval or Ragas.
 
 * :class:`DeepEvalJudge` is a ``DeepEvalBaseLLM``: DeepEval calls ``generate(prompt,
-  schema=Model)`` (``a_generate`` when items are scored concurrently, batched); we answer with an instance of ``Model`` (schema-constrained decoding, lenient
-  parsing).  JSON that parses but does not fit is handed back as JSON text, which DeepEval's own
-  loose path normalizes (it drops out-of-vocabulary verdicts, for instance).
+  schema=Model)`` (``a_generate`` when items are scored concurrently, batched); we answer with an
+  instance of ``Model`` (schema-constrained decoding, lenient parsing).  JSON that parses but
+  does not fit is handed back as JSON text, which DeepEval's own loose path normalizes (it drops
+  out-of-vocabulary verdicts, for instance).
 * :class:`RagasJudge` is a Ragas ``InstructorBaseRagasLLM``, the only LLM type the
   ``ragas.metrics.collections`` metrics accept; Ragas has no loose path, so a misfit raises.
 * :func:`minilm_embeddings` is Ragas' own ``HuggingFaceEmbeddings`` over all-MiniLM-L6-v2 as
@@ -23,12 +24,16 @@ from typing import Any
 
 os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+# DeepEval's state folder is relative (``.deepeval/`` in whatever folder the process runs in) and
+# fixed when deepeval is first imported (deepeval.constants.HIDDEN_DIR): keep it in its home
+os.environ.setdefault("DEEPEVAL_CACHE_FOLDER",
+                      os.path.join(os.environ.get("DEEPEVAL_HOME") or os.path.expanduser("~/.deepeval"), "cache"))
 
-from deepeval.models import DeepEvalBaseLLM  # noqa: E402
-from ragas.llms.base import InstructorBaseRagasLLM  # noqa: E402
+from deepeval.models import DeepEvalBaseLLM
+from ragas.llms.base import InstructorBaseRagasLLM
 
-from harness.errors import BackendMissing, pip_hint  # noqa: E402
-from harness.judge.structured import StructuredJudge  # noqa: E402
+from harness.errors import BackendMissing, pip_hint
+from harness.judge.structured import StructuredJudge
 
 
 class DeepEvalJudge(DeepEvalBaseLLM):

@@ -36,9 +36,10 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from pydantic import Field, field_validator
 
@@ -58,6 +59,9 @@ from harness.backends.base import (
 from harness.backends.packing import ScorePair
 from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ConfigError, ServerError, ServerUnreachable
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 T = TypeVar("T")
 PROBE = "The capital of France is"
@@ -119,6 +123,8 @@ class _LocalTokenizer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.chat_template: str | None = None
+        self.encode: Callable[[str], list[int]]
+        self.decode: Callable[[Sequence[int]], str]
         if path.is_file():  # a GGUF: llama.cpp's own vocabulary, no weights loaded
             import llama_cpp
 
@@ -150,10 +156,12 @@ class _LocalTokenizer:
             return str(self._tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt))
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        fmt = Jinja2ChatFormatter(template=self.chat_template or "", eos_token=self.decode([self.eos_id]) if self.eos_id is not None else "",
+        fmt = Jinja2ChatFormatter(template=self.chat_template or "",
+                                  eos_token=self.decode([self.eos_id]) if self.eos_id is not None else "",
                                   bos_token=self.decode([self.bos_id]) if self.bos_id is not None else "",
                                   add_generation_prompt=add_generation_prompt)
-        return str(fmt(messages=msgs).prompt)
+        # llama-cpp-python types messages as per-role TypedDicts; ours are {"role", "content"} pairs
+        return str(fmt(messages=cast("list[ChatCompletionRequestMessage]", msgs)).prompt)
 
 
 class OpenAIBackend(LmEvalTokenization, BackendBase):
@@ -173,7 +181,8 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
                 raise ConfigError(f"{name}: api_key_env: ${self.opts.api_key_env} is not set",
                                   f"export {self.opts.api_key_env}=<the server's API key>")
             headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(self.opts.timeout_s, connect=min(10.0, self.opts.timeout_s)),
+        self._http = httpx.Client(headers=headers,
+                                  timeout=httpx.Timeout(self.opts.timeout_s, connect=min(10.0, self.opts.timeout_s)),
                                   limits=httpx.Limits(max_connections=self.opts.max_concurrency))
         self._httpx = httpx
         self._lock = threading.Lock()
@@ -199,7 +208,8 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
         fingerprint["system_fingerprint"] = self.server_notes.get("echo_probe", {}).get("system_fingerprint")
         ident = json.dumps({"base_url": self.base, "model": self.model, "server": fingerprint,
                             "response_format": self.opts.response_format}, sort_keys=True, default=str)
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        raw_meta = entry.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         self.info = ModelInfo(
             name=name, backend="openai", path=f"{self.base} ({self.model})", file_bytes=int(meta.get("size") or 0),
             sha256="", quant="served", device="server", params=int(meta["n_params"]) if meta.get("n_params") else None,
@@ -243,7 +253,8 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
                 raise ServerError(f"{self.name}: {url} answered with something that is not JSON") from None
             return data if isinstance(data, dict) else {"data": data}
         raise ServerUnreachable(f"server unreachable at {url} after {self.opts.max_retries + 1} attempts ({last})",
-                                "start the server (or fix base_url), then rerun with --resume RUN_DIR: finished requests are not recomputed")
+                                "start the server (or fix base_url), then rerun with --resume RUN_DIR: "
+                                "finished requests are not recomputed")
 
     def _record(self, endpoint: str, error: str, attempt: int, fatal: bool = False) -> None:
         with self._lock:
@@ -357,7 +368,9 @@ class OpenAIBackend(LmEvalTokenization, BackendBase):
                 "logprobs": logprobs, "temperature": 0.0, "seed": self.seed}
         data = self._post("/v1/completions", body)
         try:
-            return data["choices"][0] | {"usage": data.get("usage") or {}, "system_fingerprint": data.get("system_fingerprint")}
+            choice: dict[str, Any] = data["choices"][0] | {"usage": data.get("usage") or {},
+                                                           "system_fingerprint": data.get("system_fingerprint")}
+            return choice
         except (KeyError, IndexError, TypeError):
             raise ServerError(f"{self.name}: /v1/completions answered without choices") from None
 

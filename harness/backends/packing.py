@@ -16,8 +16,8 @@ Nothing here imports torch or llama.cpp; results come back in request order.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Pack:
             self._leaf_seq[node] = self.n_seqs
             self.n_seqs += 1
 
-    def finish(self) -> "Pack":
+    def finish(self) -> Pack:
         """Tag every node with the sequences of the paths that run through it."""
         for leaf, seq in self._leaf_seq.items():
             node = leaf

@@ -22,8 +22,8 @@ metadata) and :meth:`_score_pairs`; this mixin does the rest.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from harness.backends.base import LoglikelihoodRequest, LoglikelihoodResult, split_context_whitespace
 from harness.backends.packing import ScorePair

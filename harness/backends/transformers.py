@@ -18,37 +18,42 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from harness.backends.base import (
     BackendBase,
     BackendOptions,
-    fallback_chat_prompt,
-    options_or_overrides,
     ChatMessage,
     GenerateRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelInfo,
-    split_context_whitespace,
     auto_device,
     default_threads,
+    fallback_chat_prompt,
     file_digest,
+    options_or_overrides,
     path_bytes,
+    split_context_whitespace,
 )
-from harness.backends.gguf_meta import gguf_facts
 from harness.backends.packing import ScorePair, pack_pairs, truncate
 from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.errors import ModelUnavailable
+from harness.gguf import gguf_facts
 
 GPU_REQUEST_CHUNK = 8192
 """Requests the request cache hands a CUDA model per call (committed together)."""
 PACK_TOKENS = 512
 """Tokens per forward pass (one prefix-tree pack; a longer single request gets its own pass).
 Attention over a pack is dense, so much longer packs would spend more on masked attention."""
+
+if TYPE_CHECKING:
+    from harness.backends.torch_decode import GraphDecoder
+    from harness.backends.torch_scoring import PackScorer
 
 
 def cache_root() -> Path:
@@ -64,7 +69,7 @@ def _gguf_tokenizer(gguf: Path, ref: Any) -> Any:
 
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    except Exception as exc:  # a corrupt file fails deep inside the gguf reader
+    except Exception as exc:  # noqa: BLE001 (a corrupt file fails deep in the reader)
         raise ModelUnavailable(f"{gguf}: transformers could not read this GGUF's tokenizer ({type(exc).__name__}: {exc})",
                                "the file is corrupt or truncated: re-download or rebuild it") from None
     n = len(tok)
@@ -72,7 +77,7 @@ def _gguf_tokenizer(gguf: Path, ref: Any) -> Any:
         tok.bos_token = tok.convert_ids_to_tokens(ref.bos_id)
     if ref.eos_id is not None and ref.eos_id < n:
         tok.eos_token = tok.convert_ids_to_tokens(ref.eos_id)
-    tok.add_bos_token = bool(ref.add_bos)
+    tok.add_bos_token = bool(ref.add_bos)  # type: ignore[misc]  # settable at run time; the stub says read-only
     return tok
 
 
@@ -84,7 +89,7 @@ def _convert_weights(gguf: Path, dst: Path) -> None:
         # save_pretrained refuses to write)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                      quantization_config=GgufConfig(dequantize=True))
-    except Exception as exc:  # a corrupt file fails deep inside the gguf reader
+    except Exception as exc:  # noqa: BLE001 (a corrupt file fails deep in the reader)
         raise ModelUnavailable(f"{gguf}: transformers could not read this GGUF ({type(exc).__name__}: {exc})",
                                "the file is corrupt or truncated: re-download or rebuild it") from None
     model.save_pretrained(dst)
@@ -163,6 +168,15 @@ class TransformersOptions(BackendOptions):
     n_threads: int | None = Field(default=None, ge=1)
     add_bos_token: bool | None = None
     tokenizer: str | None = None
+    matmul_precision: Literal["highest", "tf32"] = "highest"
+    """``tf32``: an fp32 model's matrix products on a GPU use TF32 (10-bit mantissa products, fp32
+    sums; ~3x the fp32 rate on Hopper).  Scores move (within a stderr on the academic suite), so it
+    is part of the model's identity: ``quant`` becomes ``float32+tf32`` and keys the cache apart."""
+    batch_tokens: int | None = Field(default=None, ge=64)
+    """Token budget of one scoring forward pass (default: 512 on a CPU, 65536 on a GPU)."""
+    decode_compile: bool = False
+    """Greedy decode on a GPU also through ``torch.compile`` inside the captured graph (checked
+    against the plain step when built; dropped, with the reason recorded, when it fails)."""
 
 
 class TransformersBackend(LmEvalTokenization, BackendBase):
@@ -173,11 +187,22 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
     folder: the tokenizer's default) unless the registry's ``add_bos_token`` overrides it.
     """
 
+    model: Any
+    """The torch module (None once closed)."""
+    _pretok: dict[str, list[int]] | None = None
+    """Token ids of the texts of the request batch being scored (tokenized in one call)."""
+    _scorer: PackScorer | None = None
+    tokenizer_check: dict[str, Any] | None
+    """The tokenizer's verdict against llama.cpp's reading of a GGUF (None for an HF folder)."""
+    _graph: GraphDecoder | Literal[False] | None = None
+    """The CUDA-graph greedy decoder, built on first use; False when it cannot be (why: ``graph_decode``)."""
+
     def __init__(self, name: str, path: Path, options: TransformersOptions | None = None, *,
                  seed: int = 1234, **overrides: Any) -> None:
         if "tokenizer" in overrides and overrides["tokenizer"] is not None:
             overrides["tokenizer"] = str(overrides["tokenizer"])
         opts: TransformersOptions = options_or_overrides(TransformersOptions, options, overrides)
+        device: str  # the option's literal, until "auto" is resolved
         format, dtype, device, n_ctx = opts.format, opts.dtype, opts.device, opts.n_ctx
         n_threads, add_bos_token, tokenizer = opts.n_threads, opts.add_bos_token, opts.tokenizer
         import torch
@@ -207,9 +232,12 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
             bos_default, bos_source = tokenizer_adds_bos(self.tok), "tokenizer default"
             self.tokenizer_check = None
         torch_dtype = getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype).to(device)
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype).to(device)  # type: ignore[arg-type]  # the stub types .to as nn.Module's wrapped
         self.model.eval()
         self.device = device
+        self.tf32 = opts.matmul_precision == "tf32" and device == "cuda" and dtype == "float32"
+        self.batch_tokens = opts.batch_tokens
+        self.decode_compile = opts.decode_compile
         self.request_chunk = GPU_REQUEST_CHUNK if device == "cuda" else None
         """Requests per call from the request cache: a GPU batches thousands at once; on CPU the
         cache's default (one pack per pass gains nothing from more)."""
@@ -221,7 +249,7 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
         params = sum(p.numel() for p in self.model.parameters())
         self.info = ModelInfo(
             name=name, backend="transformers", path=str(path), file_bytes=path_bytes(path),
-            sha256=sha, quant=dtype, device=device, params=params, n_ctx=self.n_ctx,
+            sha256=sha, quant=dtype + ("+tf32" if self.tf32 else ""), device=device, params=params, n_ctx=self.n_ctx,
             extra={"source_format": format, "torch": torch.__version__,
                    "threads": torch.get_num_threads(),
                    "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
@@ -242,6 +270,7 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
         facts = gguf_facts(path)
         bos_source = ("gguf tokenizer.ggml.add_bos_token" if facts.add_bos is not None
                       else "llama.cpp vocab default")
+        folder: Path | None = None
         if tok_dir is not None:
             label = f"tokenizer: {tok_dir}"
             tok = AutoTokenizer.from_pretrained(str(tok_dir))
@@ -259,6 +288,7 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
             raise mismatch_error(path, verdict, label, from_registry=tok_dir is not None)
         if tok_dir is not None:
             folder = converted_weights(path, sha)
+        assert folder is not None  # converted for the tokenizer above, or now for the weights
         return folder, tok, label, add_bos, bos_source, {"reference": "llama.cpp", **verdict.as_json()}
 
     # ------------------------------------------------------------------ tokens
@@ -303,7 +333,8 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
             return []
         scorer = getattr(self, "_scorer", None)
         if scorer is None or scorer.model is not self.model:
-            scorer = self._scorer = PackScorer(self.model, self.device)
+            scorer = self._scorer = PackScorer(self.model, self.device, token_budget=self.batch_tokens,
+                                               tf32=self.tf32)
         longest = max(len(p.path()) for p in items)
         packs = pack_pairs(items, max_tokens=max(PACK_TOKENS, longest), max_seqs=len(items) + 1)
         return scorer.score(packs, len(items))
@@ -329,20 +360,21 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
 
         if getattr(self, "_graph", None) is None:
             try:
-                self._graph = GraphDecoder(self.model, batch=self.GRAPH_ROWS, max_len=self.n_ctx)
+                self._graph = GraphDecoder(self.model, batch=self.GRAPH_ROWS, max_len=self.n_ctx,
+                                           compile=self.decode_compile)
             except Unsupported as exc:
                 self._graph = False
                 self.graph_decode = f"off: {exc}"
             else:
-                self.graph_decode = "cuda-graph"
-        return self._graph or None
+                self.graph_decode = "cuda-graph" + (f", compile {self._graph.compiled}" if self.decode_compile else "")
+        return self._graph if self._graph is not False else None
 
     def _generate_graph(self, requests: Sequence[GenerateRequest], out: list[str | None]) -> None:
         """Greedy requests, longest prompts first, ``GRAPH_ROWS`` at a time through the graph."""
         greedy = [i for i, r in enumerate(requests) if r.temperature <= 0 and r.max_tokens > 0]
-        if not greedy or self._graph_decoder() is None:
+        dec = self._graph_decoder() if greedy else None
+        if dec is None:
             return
-        dec = self._graph
         prompts = {}
         for i in greedy:
             r = requests[i]
@@ -395,7 +427,7 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
     def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         if getattr(self.tok, "chat_template", None):
-            return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+            return str(self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt))
         return fallback_chat_prompt(messages, add_generation_prompt)
 
     def throughput_bench(self, threads: int | None = None, seed: int = 1234, n_ctx: int | None = None) -> Any:

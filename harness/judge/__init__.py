@@ -16,5 +16,13 @@ from harness.judge.reliability import TRUST_AUC, partners, roc_auc
 from harness.judge.schema import Shape, shape_schema
 from harness.judge.structured import StructuredJudge
 
-__all__ = ["JudgeOutputError", "loads_lenient", "TRUST_AUC", "partners", "roc_auc", "Shape", "shape_schema",
-           "StructuredJudge"]
+__all__ = [
+           "TRUST_AUC",
+           "JudgeOutputError",
+           "Shape",
+           "StructuredJudge",
+           "loads_lenient",
+           "partners",
+           "roc_auc",
+           "shape_schema",
+]

@@ -6,12 +6,12 @@ with stemming).  A judged score far from its companions is a reason to look at t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-COMPANIONS: dict[str, str] = {
-    "embedding_similarity": "Embedding similarity to reference (all-MiniLM-L6-v2 cosine)",
-    "rouge_l": "ROUGE-L F1 to reference",
-}
+from harness.metrics import catalog
+
+COMPANIONS: dict[str, str] = {name: catalog.metric(name).label for name in ("embedding_similarity", "rouge_l")}
+"""Companion name -> label (the metric catalog's)."""
 
 
 def embedding_similarity(outputs: Sequence[str], references: Sequence[str]) -> list[float]:

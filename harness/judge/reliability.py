@@ -10,7 +10,7 @@ outscores a random mismatched one (ties count half).  0.5 is a coin; a metric un
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -30,7 +30,7 @@ def partners(n: int) -> list[int]:
     return [(i + k) % n for i in range(n)]
 
 
-def roc_auc(matched: Sequence[float], mismatched: Sequence[float]) -> float | None:
+def roc_auc(matched: Sequence[float] | np.ndarray, mismatched: Sequence[float] | np.ndarray) -> float | None:
     """Mann-Whitney AUC of matched over mismatched scores (ties count half); ``None`` when a
     side is empty."""
     if len(matched) == 0 or len(mismatched) == 0:

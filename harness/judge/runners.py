@@ -16,17 +16,16 @@ Names (the suite's ``metrics:`` list uses them):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 from harness.errors import ServerUnreachable
 from harness.judge.schema import Shape
 from harness.judge.structured import TRANSCRIPT, JudgeCall, StructuredJudge
+from harness.metrics import catalog
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ class Scored:
 
 @dataclass(frozen=True)
 class MetricDef:
-    label: str
+    """How a judged metric is computed; its label, range and direction are the metric catalog's."""
+
+    name: str
     library: str
     mismatch: str
     """Which field a mismatched pair takes from another item: ``input`` (the answer paired with
@@ -64,17 +65,18 @@ class MetricDef:
     options: tuple[str, ...] = ()
     """Task params this metric reads."""
 
+    @property
+    def label(self) -> str:
+        return catalog.metric(self.name).label
 
-JUDGED: dict[str, MetricDef] = {
-    "ragas_answer_relevancy": MetricDef("Answer relevancy (Ragas)", "ragas", "input", options=("strictness",)),
-    "deepeval_answer_relevancy": MetricDef("Answer relevancy (DeepEval)", "deepeval", "input"),
-    "deepeval_summarization": MetricDef("Summarization (DeepEval)", "deepeval", "input",
-                                        options=("assessment_questions",)),
-    "deepeval_faithfulness": MetricDef("Factual consistency (DeepEval faithfulness to reference)",
-                                       "deepeval", "reference", needs_reference=True),
-    "ragas_factual_correctness": MetricDef("Factual correctness (Ragas, vs reference)", "ragas", "reference",
-                                           needs_reference=True, options=("factual_mode",)),
-}
+
+JUDGED: dict[str, MetricDef] = {d.name: d for d in (
+    MetricDef("ragas_answer_relevancy", "ragas", "input", options=("strictness",)),
+    MetricDef("deepeval_answer_relevancy", "deepeval", "input"),
+    MetricDef("deepeval_summarization", "deepeval", "input", options=("assessment_questions",)),
+    MetricDef("deepeval_faithfulness", "deepeval", "reference", needs_reference=True),
+    MetricDef("ragas_factual_correctness", "ragas", "reference", needs_reference=True, options=("factual_mode",)),
+)}
 
 
 def prompt_version(metric: str) -> str:
@@ -152,23 +154,8 @@ def build_runner(name: str, judge: StructuredJudge, params: dict[str, Any]) -> t
     raise KeyError(name)
 
 
-@contextlib.contextmanager
-def _workdir(path: Path | None) -> Iterator[None]:
-    """DeepEval writes ``.deepeval/`` into the working directory: keep it in the run folder."""
-    if path is None:
-        yield
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def score_items(name: str, judge: StructuredJudge, items: list[Item], params: dict[str, Any],
-                workdir: Path | None = None, runner: Runner | None = None) -> list[Scored]:
+                runner: Runner | None = None) -> list[Scored]:
     """Score every item, all concurrently so that judge calls are batched (see
     :meth:`StructuredJudge.drive`); a failure on one item is recorded there and the rest still
     score."""
@@ -191,5 +178,4 @@ def score_items(name: str, judge: StructuredJudge, items: list[Item], params: di
                       + "".join(traceback.format_exception_only(type(exc), exc)).strip(), file=sys.stderr)
             return Scored(None, f"{type(exc).__name__}: {exc}"[:300], [c.as_json() for c in calls])
 
-    with _workdir(workdir):
-        return asyncio.run(judge.drive([one(it) for it in items]))
+    return asyncio.run(judge.drive([one(it) for it in items]))

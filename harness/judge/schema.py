@@ -12,7 +12,10 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,6 @@ def shape_schema(schema: dict[str, Any], shape: Shape) -> dict[str, Any]:
     return out
 
 
-def schema_text(model_cls: type, shape: Shape) -> str:
+def schema_text(model_cls: type[BaseModel], shape: Shape) -> str:
     """The shaped JSON schema of a pydantic model class, as the text a backend compiles."""
     return json.dumps(shape_schema(model_cls.model_json_schema(), shape), sort_keys=True)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -93,7 +94,7 @@ class StructuredJudge:
     _pending: list[tuple[ChatRequest, asyncio.Future[tuple[str, tuple[int, int]]]]] = field(
         default_factory=list, repr=False)
 
-    def with_shape(self, shape: Shape) -> "StructuredJudge":
+    def with_shape(self, shape: Shape) -> StructuredJudge:
         """The same judge with other bounds (a task pins an array length)."""
         return StructuredJudge(self.backend, self.name, self.max_tokens, shape, self.seed)
 

@@ -43,14 +43,14 @@ class BBQItems:
     """True for disambiguated contexts."""
 
     @classmethod
-    def of(cls, acc: list[float], biased: list[float], non_unknown: list[float], disamb: list[bool]) -> "BBQItems":
+    def of(cls, acc: list[float], biased: list[float], non_unknown: list[float], disamb: list[bool]) -> BBQItems:
         return cls(np.asarray(acc, float), np.asarray(biased, float), np.asarray(non_unknown, float),
                    np.asarray(disamb, bool))
 
     def __len__(self) -> int:
         return int(self.acc.size)
 
-    def subset(self, mask: np.ndarray) -> "BBQItems":
+    def subset(self, mask: np.ndarray) -> BBQItems:
         return BBQItems(self.acc[mask], self.biased[mask], self.non_unknown[mask], self.disamb[mask])
 
 

@@ -15,8 +15,8 @@ stored beside the number (``chance_rule``) so a reader never has to guess.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 PICK_RULE = "uniform-guess expectation: mean over items of n_gold/n_choices (one choice picked uniformly at random)"
 MC2_RULE = ("uniform-guess expectation: mean over items of n_true/n_choices (uniform probability over the "

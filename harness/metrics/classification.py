@@ -8,14 +8,15 @@ small model that always answers "not hateful" lands exactly there.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from harness.metrics.intervals import Estimate, bootstrap_interval, proportion
 
 
-def confusion(gold: Sequence[int], pred: Sequence[int], k: int) -> np.ndarray:
+def confusion(gold: ArrayLike, pred: ArrayLike, k: int) -> np.ndarray:
     """``m[g, p]`` = items of gold label ``g`` predicted as ``p``."""
     m = np.zeros((k, k), dtype=int)
     np.add.at(m, (np.asarray(gold, int), np.asarray(pred, int)), 1)
@@ -37,19 +38,19 @@ def macro_f1_rows(gold: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray) -
     return total / k
 
 
-def macro_f1(gold: Sequence[int], pred: Sequence[int], k: int) -> float:
+def macro_f1(gold: ArrayLike, pred: ArrayLike, k: int) -> float:
     g, p = np.asarray(gold, int), np.asarray(pred, int)
     return float(macro_f1_rows(g, p, k, np.arange(g.size)[None, :])[0])
 
 
-def chance_macro_f1(prevalence: Sequence[float]) -> float:
+def chance_macro_f1(prevalence: ArrayLike) -> float:
     """Expected macro-F1 of a uniform random guesser: per label ``2·p/k / (p + 1/k)``."""
     p = np.asarray(prevalence, float)
     k = p.size
     return float(np.mean(2 * p / k / (p + 1 / k)))
 
 
-def chance_binary(prevalence: Sequence[float], positive: Sequence[int]) -> float:
+def chance_binary(prevalence: ArrayLike, positive: Sequence[int]) -> float:
     """Accuracy of hateful-vs-not when a uniform random k-way guess is collapsed to binary."""
     p = np.asarray(prevalence, float)
     k = p.size
@@ -58,7 +59,7 @@ def chance_binary(prevalence: Sequence[float], positive: Sequence[int]) -> float
     return q * p_pos + (1 - q) * (1 - p_pos)
 
 
-def estimates(gold: Sequence[int], pred: Sequence[int], labels: Sequence[str], *, seed: int,
+def estimates(gold: ArrayLike, pred: ArrayLike, labels: Sequence[str], *, seed: int,
               positive: Sequence[int] = (), n_resamples: int = 2000) -> dict[str, Estimate]:
     """k-way accuracy, binary accuracy (when ``positive`` labels are given), macro-F1 and
     per-label recall (``recall_<label>``), each with its interval and chance level."""
@@ -76,7 +77,7 @@ def estimates(gold: Sequence[int], pred: Sequence[int], labels: Sequence[str], *
     return out
 
 
-def majority_baseline(gold: Sequence[int], k: int, positive: Sequence[int] = ()) -> dict[str, float]:
+def majority_baseline(gold: ArrayLike, k: int, positive: Sequence[int] = ()) -> dict[str, float]:
     """What always answering the most frequent label scores (k-way and binary)."""
     g = np.asarray(gold, int)
     if g.size == 0:

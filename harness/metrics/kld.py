@@ -26,8 +26,8 @@ unit.  Quantiles use the inverted-CDF definition, so a resample's quantile is an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -67,13 +67,13 @@ class TopK:
 
     @property
     def tail_mass(self) -> np.ndarray:
-        return np.exp(self.rest)
+        return np.asarray(np.exp(self.rest))
 
-    def slice(self, start: int, stop: int) -> "TopK":
+    def slice(self, start: int, stop: int) -> TopK:
         return TopK(self.ids[start:stop], self.logp[start:stop], self.rest[start:stop], self.target[start:stop])
 
     @staticmethod
-    def concat(parts: Sequence["TopK"]) -> "TopK":
+    def concat(parts: Sequence[TopK]) -> TopK:
         return TopK(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("ids", "logp", "rest", "target")))
 
 
@@ -153,7 +153,7 @@ class Corpus:
     n_docs: int
 
     @staticmethod
-    def of(docs: Sequence[TokenStats]) -> "Corpus":
+    def of(docs: Sequence[TokenStats]) -> Corpus:
         if not docs:
             raise ValueError("no documents")
         cat = {f: np.concatenate([getattr(d, f) for d in docs]) for f in ("kl", "same_top", "ref_target", "target")}
@@ -188,7 +188,7 @@ def quantile_statistic(values: np.ndarray, doc: np.ndarray, n_docs: int, q: floa
         cum = np.cumsum(w, axis=1)
         need = q * cum[:, -1:]
         pos = np.minimum((cum < need - 1e-9).sum(axis=1), len(sorted_vals) - 1)
-        return sorted_vals[pos]
+        return np.asarray(sorted_vals[pos])
 
     return stat
 

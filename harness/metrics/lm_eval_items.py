@@ -21,14 +21,22 @@ Plain data in, :class:`Estimate` out: no model, no files, so it is unit-tested o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
 from harness.metrics import chance as chance_rules
-from harness.metrics.intervals import (N_RESAMPLES, Estimate, bootstrap_interval, is_binary, item_mean,
-                                       proportion, with_chance)
+from harness.metrics.intervals import (
+    N_RESAMPLES,
+    Estimate,
+    bootstrap_interval,
+    is_binary,
+    item_mean,
+    proportion,
+    with_chance,
+)
 
 AGREEMENT_TOLERANCE = 1e-6
 """Largest gap allowed between our recomputed value and lm-eval's (float summation order)."""
@@ -51,7 +59,7 @@ class Scoring:
     aggregations: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, cfg: Any) -> "Scoring":
+    def of(cls, cfg: Any) -> Scoring:
         """From an lm-eval task config: a dict (``lm_eval_yaml``) or a ``TaskConfig``."""
         def get(key: str, default: Any = None) -> Any:  # lm-eval's TaskConfig is a dict subclass: attributes first
             if not isinstance(cfg, dict) or hasattr(type(cfg), key):
@@ -110,20 +118,21 @@ def chance_of(metric: str, items: Sequence[Mapping[str, Any]], scoring: Scoring,
               n_gold: Callable[[Mapping[str, Any], int], int] | None = None) -> chance_rules.Chance:
     """The uniform-guess expectation of ``metric`` over ``items``, per item, with its rule."""
     per = [item_chance(metric, s, scoring, n_gold) for s in items]
-    if not per or any(p is None for p in per):
+    known = [p for p in per if p is not None]
+    if not per or len(known) < len(per):
         why = (f"custom scoring ({scoring.custom}): no uniform-guess rule" if scoring.custom
                else f"{metric} ({scoring.output_type}): no uniform-guess rule")
         return chance_rules.Chance(None, why)
     rule = chance_rules.MC2_RULE if scoring.is_mc2() and metric == "acc" else chance_rules.PICK_RULE
-    return chance_rules.Chance(float(np.mean(per)), rule, len(per))
+    return chance_rules.Chance(float(np.mean(known)), rule, len(per))
 
 
 def _aggregate_fn(agg: Any) -> Callable[[list[Any]], float] | None:
     if callable(agg):
-        return agg
+        return cast("Callable[[list[Any]], float]", agg)
     from lm_eval.api.registry import get_aggregation
 
-    return get_aggregation(str(agg))
+    return cast("Callable[[list[Any]], float] | None", get_aggregation(str(agg)))
 
 
 def metric_estimate(values: Sequence[Any], agg: Any, *, seed: int, n_resamples: int = N_RESAMPLES) -> Estimate:
@@ -237,12 +246,12 @@ def group_estimate(leaves: Sequence[LeafItems], weight_by_size: bool, *, seed: i
         low, high = np.percentile(means, [tail, 100 - tail])
         est = Estimate(value, float(low), float(high), "bootstrap", int(sizes.sum()), None,
                        float(means.std(ddof=1)))
-    per_leaf = [None if any(c is None for c in lf.chance) else float(np.mean(lf.chance)) for lf in leaves]
-    if any(c is None for c in per_leaf):
+    if any(c is None for lf in leaves for c in lf.chance):
         return est
-    sizes = [lf.values.size for lf in leaves]
-    ch = (sum(c * n for c, n in zip(per_leaf, sizes)) / sum(sizes) if weight_by_size  # type: ignore[operator]
-          else sum(per_leaf) / len(per_leaf))  # type: ignore[arg-type]
+    per_leaf = [float(np.mean([c for c in lf.chance if c is not None])) for lf in leaves]
+    leaf_sizes = [int(lf.values.size) for lf in leaves]
+    ch = (sum(c * n for c, n in zip(per_leaf, leaf_sizes)) / sum(leaf_sizes) if weight_by_size
+          else sum(per_leaf) / len(per_leaf))
     rule = chance_rules.PICK_RULE + (", pooled over subtasks by size" if weight_by_size
                                      else ", averaged over subtasks")
     return replace(est, chance=float(ch), chance_rule=rule)

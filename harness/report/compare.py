@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import charts, stats
+from harness.report._page import environment, gate_summary, headline, metric_rows, now, provenance
 from harness.report.catalog import info
-from harness.report.render import environment, headline, metric_rows, now, provenance
 from harness.report.sections import SECTIONS, TaskView
-from harness.store import RunStore, atomic_write_json, atomic_write_text
+from harness.store import RunStore, atomic_write_json, atomic_write_text, read_json
 
 
 @dataclass
@@ -33,6 +33,8 @@ class RunView:
     run: dict[str, Any]
     """run.json (status, args, plan, duration_s)."""
     tasks: list[TaskView] = field(default_factory=list)
+    aggregates: dict[str, Any] = field(default_factory=dict)
+    """results.json's ``aggregates``: statistics pooling several tasks, stored at execute time."""
 
     def task(self, name: str) -> TaskView | None:
         return next((t for t in self.tasks if t.name == name), None)
@@ -41,14 +43,15 @@ class RunView:
 def load_run(run_dir: Path) -> tuple[RunView, dict[str, Any]]:
     """A run's view (all tasks) and its raw results.json."""
     store = RunStore(run_dir)
-    run, results = store.read_run(), store.read_results()
+    rec = store.record()
+    run, results, model = dict(rec.run), dict(rec.results), rec.model
     meta = results.get("metadata") or {}
-    model = meta.get("model") or run.get("args", {}).get("model")
     quant = (meta.get("model_info") or {}).get("quant")
     label = f"{model}{' [' + meta['backend'] + ']' if meta.get('backend') else ''} · {run_dir.name.split('_')[0]}"
     tasks = [TaskView(name, metrics, results.get("tasks", {}).get(name, {}), store.read_samples(name))
              for name, metrics in results.get("results", {}).items()]
-    return RunView(run_dir.name, label if not quant else f"{label} ({quant})", model, meta, run, tasks), results
+    return RunView(run_dir.name, label if not quant else f"{label} ({quant})", model, meta, run, tasks,
+                   results.get("aggregates") or {}), results
 
 
 def build_compare_sections(runs: list[RunView]) -> list[dict[str, Any]]:
@@ -86,7 +89,7 @@ def side_by_side(runs: list[RunView]) -> list[dict[str, Any]]:
                 cells.append(None if cell is None else {
                     **cell, "n": t.details.get("n") if t else None,
                     "diff": (cell["value"] - base["value"]) if base is not None else None})
-            refs = next((c["references"] for c in cells if c and c["references"]), [])
+            refs: list[dict[str, Any]] = next((c["references"] for c in cells if c and c["references"]), [])
             rows.append({"task": task, "metric": metric, "cells": cells, "references": refs,
                          "group": any_task.details.get("group"),
                          "fallback": any((t.details.get("data") or {}).get("origin") == "fallback"
@@ -109,7 +112,7 @@ def chart(runs: list[RunView], covered: set[str] | None = None) -> str | None:
                 tasks.append(t.name)
     if not tasks:
         return None
-    values = [[(r.task(t).value(heads[t]) if r.task(t) else None) for t in tasks] for r in runs]
+    values = [[(view.value(heads[t]) if (view := r.task(t)) else None) for t in tasks] for r in runs]
     errs = [[_error_bar(r.task(t), heads[t]) for t in tasks] for r in runs]
     return charts.compare_scores(tasks, [r.label for r in runs], values, errs, "Headline metric per task (95% CI)")
 
@@ -147,6 +150,24 @@ def compare_path(reports_root: Path, run_dirs: list[Path]) -> Path:
 
 GATES_SUFFIX = ".gates.json"
 """Beside a comparison page: the gates it shows, so the index's gate column can show them too."""
+
+
+def latest_gates(reports_root: Path) -> dict[str, dict[str, Any]]:
+    """The newest gate of each candidate run id among the comparison pages' stored gates
+    (``compare/<page>.gates.json``, written by :func:`render_compare`): a ``--compare
+    --baseline`` stores no gate.json in the run folder, and the index still shows it."""
+    out: dict[str, dict[str, Any]] = {}
+    files = sorted((reports_root / "compare").glob(f"*{GATES_SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    for path in files:  # oldest first: a newer gate of the same run wins
+        try:
+            gates = read_json(path)
+        except (OSError, ValueError):
+            continue
+        page = path.name[: -len(GATES_SUFFIX)] + ".html"
+        for g in gates if isinstance(gates, list) else []:
+            if isinstance(g, dict) and g.get("candidate"):
+                out[str(g["candidate"])] = gate_summary(g, f"compare/{page}#gate")
+    return out
 
 
 def render_compare(run_dirs: list[Path], reports_root: Path, gates: list[dict[str, Any]] | None = None) -> Path:

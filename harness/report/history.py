@@ -11,40 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import charts, stats
+from harness.report._page import environment, fallback_tasks, history_path, now
 from harness.report.catalog import info
-from harness.store import atomic_write_text, read_json
-
-
-def page_path(reports_root: Path, model: str) -> Path:
-    from harness.report.render import history_name
-
-    return reports_root / "history" / history_name(model)
+from harness.store import RunStore, atomic_write_text
 
 
 def model_runs(results_root: Path) -> dict[str, list[dict[str, Any]]]:
     """Finished tasks of every stored run, by model, oldest run first."""
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run_json in sorted(results_root.glob("*/run.json")):
-        res_path = run_json.parent / "results.json"
-        try:
-            run = read_json(run_json)
-            results = read_json(res_path) if res_path.exists() else None
-        except (OSError, ValueError):
-            continue
-        if not results or not results.get("results"):
-            continue
-        model = run.get("args", {}).get("model") or (results.get("metadata") or {}).get("model")
-        if model:
-            tasks = results.get("tasks") or {}
-            by_model[model].append({"id": run_json.parent.name, "status": run.get("status"),
-                                    "results": results["results"], "tasks": tasks,
-                                    "fallback": fallback_tasks(tasks)})
+    for rec in RunStore.list_runs(results_root):
+        if rec.scored and rec.model:
+            by_model[rec.model].append({"id": rec.run_id, "status": rec.status, "results": rec.scored,
+                                        "tasks": rec.task_details, "fallback": fallback_tasks(rec.task_details)})
     return by_model
-
-
-def fallback_tasks(tasks: dict[str, Any]) -> list[str]:
-    """Tasks of a run that scored project-written fallback items, not the benchmark's data."""
-    return [t for t, d in tasks.items() if isinstance(d, dict) and (d.get("data") or {}).get("origin") == "fallback"]
 
 
 Point = tuple[int, float, "tuple[float, float] | None"]
@@ -83,8 +62,6 @@ def context(model: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render_histories(results_root: Path, reports_root: Path, models: list[str]) -> dict[str, Path]:
     """Write one history page per model in ``models``; returns their paths."""
-    from harness.report.render import environment, now
-
     if not models:
         return {}
     by_model = model_runs(results_root)
@@ -94,7 +71,7 @@ def render_histories(results_root: Path, reports_root: Path, models: list[str]) 
         runs = by_model.get(model)
         if not runs:
             continue
-        path = page_path(reports_root, model)
+        path = history_path(reports_root, model)
         atomic_write_text(path, env.get_template("history.html.j2").render(**context(model, runs), generated=now()))
         out[model] = path
     return out

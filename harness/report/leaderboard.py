@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import stats
+from harness.report._page import environment, headline, now
 from harness.report.catalog import direction, distance_from_ideal, fmt, info
 from harness.report.sections import SECTIONS
-from harness.store import atomic_write_text, effective_status, read_json
+from harness.store import RunStore, atomic_write_text
 
 PAGE = "leaderboard.html"
 
 
 def _headline(metrics: dict[str, Any], details: dict[str, Any]) -> str | None:
-    from harness.report.render import headline
-
     declared = details.get("headline")
     if declared and isinstance(metrics.get(f"{declared},none", metrics.get(declared)), (int, float)):
         return str(declared)
@@ -41,25 +40,16 @@ def collect(results_root: Path) -> dict[str, Any]:
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     tasks: dict[str, dict[str, Any]] = {}
     models: dict[str, dict[str, Any]] = {}
-    for run_json in sorted(results_root.glob("*/run.json")):  # oldest first: later runs overwrite
-        res_path = run_json.parent / "results.json"
-        try:
-            run = read_json(run_json)
-            results = read_json(res_path) if res_path.exists() else {}
-        except (OSError, ValueError):
+    for rec in RunStore.list_runs(results_root):  # oldest first: later runs overwrite
+        if not rec.scored or not rec.model:
             continue
-        if not isinstance(run, dict) or not isinstance(results, dict) or not results.get("results"):
-            continue
-        meta = results.get("metadata") or {}
-        model = meta.get("model") or (run.get("args") or {}).get("model")
-        if not model:
-            continue
+        meta = rec.results.get("metadata") or {}
         mi = meta.get("model_info") or {}
+        model = rec.model
         entry = models.setdefault(model, {"model": model, "runs": 0})
-        entry.update(backend=meta.get("backend"), quant=mi.get("quant"), runs=entry["runs"] + 1,
-                     latest=run_json.parent.name)
-        for task, metrics in results["results"].items():
-            details = (results.get("tasks") or {}).get(task) or {}
+        entry.update(backend=meta.get("backend"), quant=mi.get("quant"), runs=entry["runs"] + 1, latest=rec.run_id)
+        for task, metrics in rec.scored.items():
+            details = rec.task_details.get(task) or {}
             head = _headline(metrics, details)
             value = metrics.get(f"{head},none", metrics.get(head)) if head else None
             if head is None or not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -71,7 +61,7 @@ def collect(results_root: Path) -> dict[str, Any]:
             cells[(model, task)] = {
                 "metric": head, "value": value, "shown": fmt(head, value),
                 "ci": f"{fmt(head, ci[0])} – {fmt(head, ci[1])}" if ci else None,
-                "n": details.get("n"), "run": run_json.parent.name, "status": effective_status(run),
+                "n": details.get("n"), "run": rec.run_id, "status": rec.status,
                 "fallback": (details.get("data") or {}).get("origin") == "fallback",
                 "sort": distance_from_ideal(head, value) if info(head).ideal is not None else value,
             }
@@ -90,8 +80,6 @@ def collect(results_root: Path) -> dict[str, Any]:
 
 def render_leaderboard(results_root: Path, reports_root: Path) -> Path:
     """Write ``<reports_root>/leaderboard.html`` from every run under ``results_root``."""
-    from harness.report.render import environment, now
-
     ctx = collect(results_root)
     reports = {p.parent.name for p in reports_root.glob("*/index.html")}
     html = environment().get_template("leaderboard.html.j2").render(**ctx, reports=reports, generated=now())

@@ -48,5 +48,5 @@ def task_needs(task: TaskSpec) -> tuple[frozenset[str], frozenset[str]]:
     """What a task asks of the model under test and of the judge (empty: no judge)."""
     module = kind_module(task.kind)
     fn = getattr(module, "needs", None)
-    model = fn(task) if callable(fn) else getattr(module, "NEEDS")
+    model = fn(task) if callable(fn) else module.NEEDS
     return frozenset(model), frozenset(getattr(module, "JUDGE_NEEDS", frozenset()))

@@ -44,6 +44,7 @@ from harness.metrics.intervals import bootstrap_interval, mean_statistic
 from harness.spec import TaskSpec
 from harness.suites import rai_lmeval
 from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.details import TaskDetails
 from harness.suites.domain_choice import DOMAINS
 from harness.suites.domain_prompts import GENERATE, render_generate
 
@@ -171,7 +172,7 @@ def _estimate(values: list[float], seed: int) -> dict[str, Any]:
     return est.as_json()
 
 
-def _metric_summary(name: str, matched: list[Scored], mismatched: list[Scored], seed: int,
+def metric_summary(name: str, matched: list[Scored], mismatched: list[Scored], seed: int,
                     judge: str) -> dict[str, Any]:
     ok = [s.value for s in matched if s.value is not None]
     bad = [s.value for s in mismatched if s.value is not None]
@@ -240,9 +241,9 @@ def _judge_metric(m: str, task: TaskSpec, ctx: TaskContext, base: Any, items: li
     runner, judge = build_runner(m, base, task.params)
     pairs = reliability.partners(len(items))
     swap = JUDGED[m].mismatch
-    matched = score_items(m, judge, items, task.params, ctx.run_dir, runner)
-    mismatched = score_items(m, judge, _mismatched(items, pairs, swap), task.params, ctx.run_dir, runner)
-    summary = _metric_summary(m, matched, mismatched, ctx.seed, base.name)
+    matched = score_items(m, judge, items, task.params, runner)
+    mismatched = score_items(m, judge, _mismatched(items, pairs, swap), task.params, runner)
+    summary = metric_summary(m, matched, mismatched, ctx.seed, base.name)
     summary["prompt_version"] = prompt_version(m)
     summary["mismatch"] = ("answer paired with another item's reference" if swap == "reference" else
                            "summary paired with another document" if task.params["prompt"] == "summarize"
@@ -304,15 +305,13 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     empty = sum(1 for o in outputs if not o)
     if empty:
         notes.append(f"{empty} of {n} generations were empty; judged metrics record them as failures")
-    details = {
-        **rai_lmeval.base_details(task, source, n_total, indices),
-        "n": n, "domain": task.params["domain"], "prompt_format": task.params["prompt"],
-        "max_tokens": int(task.params.get("max_tokens", 128)),
-        "max_input_chars": task.params.get("max_input_chars"),
-        "max_reference_chars": task.params.get("max_reference_chars"),
-        "judge": judge_info, "judged": judged, "companions": companions,
-        "intervals": intervals, "headline": task.metrics[0], "notes": notes,
-        "higher_is_better": {k.split(",")[0]: True for k in metrics if "_stderr" not in k},
-        "empty_generations": empty,
-    }
+    details = TaskDetails(
+        n=n, **rai_lmeval.provenance(source, n_total, indices), headline=task.metrics[0], intervals=intervals,
+        notes=tuple(notes), higher_is_better={k.split(",")[0]: True for k in metrics if "_stderr" not in k},
+        extra={**rai_lmeval.lm_eval_config(task), "domain": task.params["domain"],
+               "prompt_format": task.params["prompt"], "max_tokens": int(task.params.get("max_tokens", 128)),
+               "max_input_chars": task.params.get("max_input_chars"),
+               "max_reference_chars": task.params.get("max_reference_chars"),
+               "judge": judge_info, "judged": judged, "companions": companions, "empty_generations": empty},
+    )
     return TaskOutcome(metrics=metrics, details=details, samples=samples)

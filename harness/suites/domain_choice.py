@@ -11,12 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness import lm_eval_bridge
 from harness.data import resolve
 from harness.errors import ConfigError
+from harness.metrics import catalog
 from harness.metrics.intervals import proportion
 from harness.spec import TaskSpec
-from harness.suites import academic, rai_lmeval
+from harness.suites import rai_lmeval
 from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.details import TaskDetails
 from harness.suites.domain_prompts import CHOICE, CHOICE_FIELDS
 
 NEEDS = frozenset({"loglikelihood"})
@@ -50,30 +53,16 @@ def lm_eval_config(task: TaskSpec) -> dict[str, Any]:
         "output_type": "multiple_choice",
         "target_delimiter": " ",
         **CHOICE[task.params["format"]],
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": catalog.higher_is_better(m)}
+                        for m in METRICS],
         "metadata": {"version": 1.0},
     }
 
 
 def _evaluate(cfg: dict[str, Any], task: TaskSpec, ctx: TaskContext, indices: list[int] | None) -> dict[str, Any]:
-    """lm-eval on one config with our backend; the process-wide TaskManager is reused (lm-eval
-    would otherwise index all of its task YAMLs again, ~10 s, for every objective task)."""
-    import logging
-
-    from lm_eval.evaluator import simple_evaluate
-
-    from harness.backends.adapters import ShaktiLM
-
-    for noisy in ("lm_eval", "lm-eval", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    res = simple_evaluate(
-        model=ShaktiLM(ctx.backend), tasks=[cfg], num_fewshot=task.num_fewshot, task_manager=academic.task_manager(),
-        samples={task.name: indices} if indices is not None else None, log_samples=True,
-        apply_chat_template=task.apply_chat_template, bootstrap_iters=0, random_seed=ctx.seed,
-        numpy_random_seed=ctx.seed, torch_random_seed=ctx.seed, fewshot_random_seed=ctx.seed, verbosity="WARNING",
-    )
-    assert res is not None
-    return res
+    """lm-eval on one config with our backend, its stderr bootstrap off (Wilson intervals here)."""
+    return lm_eval_bridge.evaluate(ctx.backend, [cfg], task, ctx.seed,
+                                   {task.name: indices} if indices is not None else None)
 
 
 def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
@@ -81,24 +70,20 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     source = resolve(task.dataset, ctx.data_dir)
     rows = rai_lmeval.validated_rows(source, CHOICE_FIELDS[task.params["format"]])
     indices = ctx.choose(len(rows))
-    cfg, _ = academic.point_at_data(lm_eval_config(task), task, ctx.data_dir)
+    cfg, _ = lm_eval_bridge.point_at_data(lm_eval_config(task), task, ctx.data_dir)
     res = _evaluate(cfg, task, ctx, indices)
     logged = res["samples"][task.name]
-    samples = [academic._sample_record(s, list(METRICS)) for s in logged]
+    samples = [lm_eval_bridge.sample_record(s, list(METRICS)) for s in logged]
     wanted = task.metrics or METRICS
     n_choices = len(CHOICE[task.params["format"]]["doc_to_choice"])
     estimates = {m: proportion([float(s[m]) for s in logged], chance=1 / n_choices) for m in wanted}
     metrics, intervals = rai_lmeval.collect(estimates)
-    details = {
-        **rai_lmeval.base_details(task, source, len(rows), indices, res),
-        "n": len(samples),
-        "domain": task.params["domain"],
-        "format": task.params["format"],
-        "chance": 1 / n_choices,
-        "intervals": intervals,
-        "estimates": rai_lmeval.as_json(estimates),
-        "headline": wanted[0],
-        "higher_is_better": {m: True for m in wanted},
-    }
+    details = TaskDetails(
+        n=len(samples), **rai_lmeval.provenance(source, len(rows), indices), headline=wanted[0],
+        chance=1 / n_choices, estimates=rai_lmeval.as_json(estimates), intervals=intervals,
+        higher_is_better=catalog.directions(wanted),
+        extra={**rai_lmeval.lm_eval_config(task, res), "domain": task.params["domain"],
+               "format": task.params["format"]},
+    )
     rai_lmeval.agreement(estimates, res, task.name)
     return TaskOutcome(metrics=metrics, details=details, samples=samples)

@@ -28,10 +28,12 @@ import numpy as np
 
 from harness.data import DatasetSource, iter_rows, require_fields, resolve
 from harness.errors import ConfigError
+from harness.metrics import catalog
 from harness.metrics.intervals import bootstrap_interval
 from harness.metrics.kld import ppl_statistic, ratio_statistic
 from harness.spec import DatasetRef, TaskSpec
 from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.details import TaskDetails
 
 NEEDS = frozenset({"rolling"})
 """What this kind asks of the model under test (checked against its backend at plan time)."""
@@ -50,7 +52,8 @@ def check_params(task: TaskSpec, path: Path, allowed: dict[str, type | tuple[typ
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown} (allowed: {', '.join(sorted(allowed))})")
     for key, value in task.params.items():
-        kinds = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
+        spec = allowed[key]
+        kinds: tuple[type, ...] = spec if isinstance(spec, tuple) else (spec,)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ConfigError(f"{where}.{key}: must be {'/'.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
     docs = task.params.get("documents")
@@ -131,10 +134,11 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
                 "bytes": int(nbytes[i]), "tokens": int(tokens[i])} for i, t in enumerate(docs.texts)]
     return TaskOutcome(
         metrics=metrics,
-        details={"n": n, "headline": "word_perplexity", "estimates": {k: e.as_json() for k, e in est.items()},
-                 "higher_is_better": {k: False for k in stats}, "corpus": docs.as_json(),
-                 "data_note": f"{n} documents of {docs.source.describe()} (field {docs.field}), rolling windows of "
-                              f"the model's context; intervals: bootstrap over documents",
-                 "model": ctx.backend.info.name, "tokens": int(tokens.sum())},
+        details=TaskDetails(
+            n=n, headline="word_perplexity", estimates={k: e.as_json() for k, e in est.items()},
+            higher_is_better=catalog.directions(stats),
+            data_note=f"{n} documents of {docs.source.describe()} (field {docs.field}), rolling windows of "
+                      f"the model's context; intervals: bootstrap over documents",
+            extra={"corpus": docs.as_json(), "model": ctx.backend.info.name, "tokens": int(tokens.sum())}),
         samples=samples,
     )

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError, DataUnavailable, ShaktiError
+from harness.metrics import catalog
 from harness.metrics.kld import Corpus as Positions
 from harness.metrics.kld import TokenStats, TopK, compress, summarize, token_stats
 from harness.spec import TaskSpec
 from harness.suites.base import TaskContext, TaskOutcome
+from harness.suites.details import TaskDetails
 from harness.suites.perplexity import PARAMS as CORPUS_PARAMS
 from harness.suites.perplexity import Corpus, check_params, corpus
 
@@ -46,14 +48,16 @@ def needs(task: TaskSpec) -> frozenset[str]:
     model (a ladder rung): the models compared are then checked when loaded."""
     return frozenset() if task.params.get("model") else NEEDS
 
+
+def models(task: TaskSpec, under_test: str) -> tuple[str, ...]:
+    """The compared model and the reference: resolved by the plan, rungs built before the run."""
+    return (task.params.get("model") or under_test, task.params["reference"])
+
 PARAMS: dict[str, type | tuple[type, ...]] = {**CORPUS_PARAMS, "model": str, "reference": str, "top_k": int,
                                               "bootstrap_resamples": int}
 DEFAULT_TOP_K = 1024
 """On BoolQ passages SmolLM2-135M leaves ~2-4% of its mass outside its top 1024 (5-10% outside
 256); ``details.reference.tail_mass_mean`` reports it for every run."""
-HIGHER_IS_BETTER = {"kld_mean": False, "kld_median": False, "kld_p99": False, "kld_max": False,
-                    "top1_agreement": True, "ppl": False, "ppl_reference": False, "delta_ppl": False,
-                    "ln_ppl_ratio": False}
 CACHE_VERSION = 1
 
 
@@ -95,20 +99,16 @@ def _load(ctx: TaskContext, name: str) -> Any:
 
 def _reference_identity(ctx: TaskContext, name: str) -> tuple[str, dict[str, Any]]:
     """The reference's sha256 and settings without loading it (so a cached reference never loads)."""
-    from harness.backends.base import file_digest
-    from harness.registry import DEFAULT_REGISTRY, Registry
+    from harness.registry import weights_digest
 
-    try:
-        run = json.loads((ctx.run_dir / "run.json").read_text(encoding="utf-8"))
-        registry_path = (run.get("args") or {}).get("registry")
-    except (OSError, ValueError):
-        registry_path = None
-    try:
-        resolved = Registry(Path(registry_path) if registry_path else DEFAULT_REGISTRY).resolve(name)
-    except ShaktiError as exc:
-        raise DataUnavailable(f"kld: reference {exc.message}", exc.hint) from None
+    planned = ctx.models.get(name)
+    if planned is None or planned.resolved is None:
+        why = planned.unavailable if planned is not None else f"{name}: not among the plan's models"
+        raise DataUnavailable(f"kld: reference {why}")
+    resolved = planned.resolved
     entry = resolved.entry
-    return file_digest(Path(resolved.weights)), {"n_ctx": entry.n_ctx, "add_bos_token": entry.add_bos_token}
+    assert resolved.weights is not None  # a resolved reference has weights (a served model has none to score)
+    return weights_digest(Path(resolved.weights)), {"n_ctx": entry.n_ctx, "add_bos_token": entry.add_bos_token}
 
 
 # ----------------------------------------------------------------------------- reference
@@ -140,7 +140,7 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.partial")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds
         os.chmod(tmp, 0o644)  # a shared cache: mkstemp's 0600 would hide it from other users
         os.replace(tmp, path)
     except BaseException:
@@ -237,13 +237,15 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
                for d, s in enumerate(stats)]
     return TaskOutcome(
         metrics=metrics,
-        details={"n": int(positions.kl.size), "n_documents": positions.n_docs, "headline": "kld_mean",
-                 "model": name, "model_facts": model_facts(model), "kld_reference": ref_info, "corpus": docs.as_json(),
-                 "estimates": {k2: e.as_json() for k2, e in est.items()}, "higher_is_better": HIGHER_IS_BETTER,
-                 "seconds_model": round(time.perf_counter() - t0, 2),
-                 "data_note": f"KL({reference} || {name}) at {positions.kl.size} token positions of {positions.n_docs} "
-                              f"documents ({docs.source.describe()}); reference stored as top-{k} + remaining mass "
-                              f"(mean {100 * tail.mean():.1f}% of its mass outside the top {k}: the divergence is "
-                              "a lower bound, exact when that is 0); intervals: bootstrap over documents"},
+        details=TaskDetails(
+            n=int(positions.kl.size), headline="kld_mean", estimates={k2: e.as_json() for k2, e in est.items()},
+            higher_is_better=catalog.directions(metrics),
+            data_note=f"KL({reference} || {name}) at {positions.kl.size} token positions of {positions.n_docs} "
+                      f"documents ({docs.source.describe()}); reference stored as top-{k} + remaining mass "
+                      f"(mean {100 * tail.mean():.1f}% of its mass outside the top {k}: the divergence is "
+                      "a lower bound, exact when that is 0); intervals: bootstrap over documents",
+            extra={"n_documents": positions.n_docs, "model": name, "model_facts": model_facts(model),
+                   "kld_reference": ref_info, "corpus": docs.as_json(),
+                   "seconds_model": round(time.perf_counter() - t0, 2)}),
         samples=samples,
     )

@@ -8,17 +8,28 @@ BBQ: the pooled numbers carry the list of categories they pool and those they la
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import lm_eval_bridge
 from harness.metrics import bbq as bbq_metrics
 from harness.spec import TaskSpec
-from harness.suites import academic
 from harness.suites.base import TaskContext, TaskOutcome
-from harness.suites.rai_lmeval import (agreement, as_json, base_details, check_lm_eval_task, check_params,
-                                       collect, directions, evaluate, validated_rows)
+from harness.suites.rai_lmeval import (
+    Chance,
+    agreement,
+    breakdown,
+    check_lm_eval_task,
+    check_params,
+    collect,
+    directions,
+    evaluate,
+    rai_details,
+    validated_rows,
+)
 
 NEEDS = frozenset({"loglikelihood"})
 """What this kind asks of the model under test (checked against its backend at plan time)."""
@@ -29,10 +40,10 @@ REQUIRED = ("context", "question", "ans0", "ans1", "ans2", "label", "category", 
             "additional_metadata.stereotyped_groups")
 """What lm-eval's bbq ``process_docs``/``process_results`` read from every row."""
 METRICS = ("acc", "accuracy_amb", "accuracy_disamb", "amb_bias_score", "disamb_bias_score")
-HIGHER_IS_BETTER = {"acc": True, "accuracy_amb": True, "accuracy_disamb": True, "amb_bias_score": False,
-                    "disamb_bias_score": False}
-"""lm-eval's directions (a bias score is best at 0, so "lower" is lm-eval's simplification)."""
 PARAMS: dict[str, type | tuple[type, ...]] = {"display_name": str, "bootstrap_resamples": int}
+CHANCE_NOTE = ("uniform-guess expectation, per item: lm-eval scores 12 options per item (2 people + 10 "
+               "phrasings of 'unknown'), so a uniform pick scores 10/12 on ambiguous and 1/12 on "
+               "disambiguated items (1/3 if the three answers were equally likely); bias scores 0")
 
 
 def check(task: TaskSpec, path: Path) -> None:
@@ -68,7 +79,7 @@ def uniform_pick(cfg: dict[str, Any], samples: list[dict[str, Any]]) -> np.ndarr
     if targets is None:  # not lm-eval's bbq utils: no per-item target lists to count
         return np.full(len(samples), bbq_metrics.ACCURACY_CHANCE)
 
-    def n_gold(s: dict[str, Any], n: int) -> int:
+    def n_gold(s: Mapping[str, Any], n: int) -> int:
         return len({t for t in targets(s["doc"]) if 0 <= t < n})
 
     scoring = lm_eval_items.Scoring.of(cfg)
@@ -76,7 +87,7 @@ def uniform_pick(cfg: dict[str, Any], samples: list[dict[str, Any]]) -> np.ndarr
 
 
 def _sample(s: dict[str, Any]) -> dict[str, Any]:
-    rec = academic._sample_record(s, ["acc"])
+    rec = lm_eval_bridge.sample_record(s, ["acc"])
     doc = s["doc"]
     _, biased, non_unk, _ = s["disamb_bias_score"]
     rec.update({"category": doc["category"], "context_condition": doc["context_condition"],
@@ -87,8 +98,8 @@ def _sample(s: dict[str, Any]) -> dict[str, Any]:
 
 def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     name = task.lm_eval_task or DEFAULT_TASK
-    cfg = academic.lm_eval_yaml(name)
-    cfg, source = academic.point_at_data(cfg, task, ctx.data_dir)
+    cfg = lm_eval_bridge.lm_eval_yaml(name)
+    cfg, source = lm_eval_bridge.point_at_data(cfg, task, ctx.data_dir)
     rows = validated_rows(source, REQUIRED)
     indices = ctx.choose(len(rows))
     res = evaluate(cfg, task.model_copy(update={"lm_eval_task": name}), ctx, indices)
@@ -100,7 +111,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     overall = bbq_metrics.with_uniform_chance(bbq_metrics.estimates(items, seed, resamples), items, pick)
 
     all_categories = lm_eval_categories(cfg)
-    in_data = sorted({r["category"] for r in rows}, key=lambda c: (all_categories + [c]).index(c))
+    in_data = sorted({r["category"] for r in rows}, key=lambda c: [*all_categories, c].index(c))
     scored = [c for c in in_data if c in set(cats)]
     per_category = {c: bbq_metrics.with_uniform_chance(bbq_metrics.estimates(items.subset(cats == c), seed, resamples),
                                                        items.subset(cats == c), pick[cats == c]) for c in scored}
@@ -115,28 +126,17 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     display = str(task.params.get("display_name") or "BBQ")
     if partial:
         display += f" ({len(in_data)} of {len(all_categories)} categories)"
-    details = {
-        **base_details(task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res),
-        "n": len(samples),
-        "display_name": display,
-        "headline": "acc",
-        "chance": overall["acc"].chance,
-        "chance_rule": overall["acc"].chance_rule,
-        "estimates": as_json(overall),
-        "intervals": intervals,
-        "breakdown": {"by": "category", "metrics": list(METRICS),
-                      "groups": {c: as_json(e) for c, e in per_category.items()},
-                      "n": {c: int((cats == c).sum()) for c in scored}},
-        "coverage": {"categories_scored": scored, "categories_absent": absent, "categories_not_drawn": not_drawn,
-                     "categories_lm_eval": all_categories, "partial": partial},
-        "higher_is_better": directions(metrics, HIGHER_IS_BETTER),
-        "lm_eval_agreement": worst,
-        "comparable": not partial,
-        "caveats": _caveats(in_data, absent, not_drawn, len(all_categories)),
-        "chance_note": ("uniform-guess expectation, per item: lm-eval scores 12 options per item (2 people + 10 "
-                        "phrasings of 'unknown'), so a uniform pick scores 10/12 on ambiguous and 1/12 on "
-                        "disambiguated items (1/3 if the three answers were equally likely); bias scores 0"),
-    }
+    details = rai_details(
+        task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res=res,
+        n=len(samples), display_name=display, headline="acc",
+        chance=Chance(overall["acc"].chance, overall["acc"].chance_rule, CHANCE_NOTE),
+        estimates=overall, intervals=intervals, higher_is_better=directions(metrics),
+        comparable=not partial, caveats=_caveats(in_data, absent, not_drawn, len(all_categories)),
+        breakdown=breakdown("category", METRICS, per_category, cats),
+        coverage={"categories_scored": scored, "categories_absent": absent, "categories_not_drawn": not_drawn,
+                  "categories_lm_eval": all_categories, "partial": partial},
+        lm_eval_agreement=worst,
+    )
     return TaskOutcome(metrics=metrics, details=details, samples=[_sample(s) for s in samples])
 
 

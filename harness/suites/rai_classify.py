@@ -28,8 +28,7 @@ from harness.errors import ConfigError, DataUnavailable
 from harness.metrics import classification
 from harness.spec import TaskSpec
 from harness.suites.base import TaskContext, TaskOutcome
-from harness.suites.rai_lmeval import (as_json, bad_value, base_details, check_params, collect, directions,
-                                       validated_rows)
+from harness.suites.rai_lmeval import Chance, bad_value, check_params, collect, directions, rai_details, validated_rows
 
 NEEDS = frozenset({"loglikelihood"})
 """What this kind asks of the model under test (checked against its backend at plan time)."""
@@ -42,7 +41,7 @@ PARAMS: dict[str, type | tuple[type, ...]] = {
 REQUIRED_PARAMS = ("text_field", "label_field", "prompt", "labels")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(source: str) -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
@@ -71,7 +70,7 @@ def check(task: TaskSpec, path: Path) -> None:
                           f"(allowed: {', '.join(map(str, labels))})")
     try:
         _template(task.params["prompt"])
-    except Exception as exc:  # jinja2.TemplateSyntaxError and friends
+    except Exception as exc:  # noqa: BLE001  (jinja2.TemplateSyntaxError and friends)
         raise ConfigError(f"{where}.prompt: not a valid template ({exc})") from None
 
 
@@ -108,7 +107,7 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     if not rows:
         raise DataUnavailable(f"dataset {source.ref.path}: no rows in {source.file or 'the split'}")
     if ctx.limit is not None and ctx.limit < len(rows) and p.get("balanced"):
-        indices: list[int] | None = balanced_indices(gold_all, len(names), ctx.limit, ctx.seed, ctx.subset)
+        indices: list[int] | None = ctx.part(balanced_indices(gold_all, len(names), ctx.limit, ctx.seed, ctx.subset))
     else:
         indices = ctx.choose(len(rows))
     chosen = indices if indices is not None else list(range(len(rows)))
@@ -132,30 +131,22 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     conf = classification.confusion(gold, pred, len(names))
     metrics, intervals = collect(est)
     balanced = bool(p.get("balanced")) and indices is not None
-    details = {
-        **base_details(task, source, len(rows), indices),
-        "n": len(chosen),
-        "display_name": str(p.get("display_name") or task.name),
-        "headline": "acc",
-        "chance": 1 / len(names),
-        "chance_rule": f"uniform-guess expectation: 1/{len(names)} per item (one of the {len(names)} labels)",
-        "estimates": as_json(est),
-        "intervals": intervals,
-        "higher_is_better": directions(metrics, {"acc": True, "macro_f1": True, "recall": True}),
-        "labels": names,
-        "label_words": words,
-        "positive": [names[i] for i in positive],
-        "prompt_template": p["prompt"],
-        "confusion": {"labels": names, "matrix": conf.tolist(), "rows": "gold", "columns": "predicted"},
-        "majority_baseline": classification.majority_baseline(gold, len(names), positive),
-        "label_counts": {n: int((gold == c).sum()) for c, n in enumerate(names)},
-        "selection": (f"balanced {ctx.subset} subset" if balanced
-                      else "all rows" if indices is None else f"{ctx.subset} subset of {len(chosen)} rows"),
-        "comparable": bool(p.get("comparable", False)),
-        "caveats": [p["note"]] if p.get("note") else [],
-        "chance_note": (f"chance: uniform guess among the {len(names)} labels on the label mix evaluated "
-                        "(binary accuracy collapses that guess to hateful vs not)"),
-    }
+    details = rai_details(
+        task, source, len(rows), indices, n=len(chosen), display_name=str(p.get("display_name") or task.name),
+        headline="acc",
+        chance=Chance(1 / len(names), f"uniform-guess expectation: 1/{len(names)} per item (one of the {len(names)} labels)",
+                      f"chance: uniform guess among the {len(names)} labels on the label mix evaluated "
+                      "(binary accuracy collapses that guess to hateful vs not)"),
+        estimates=est, intervals=intervals,
+        higher_is_better=directions(metrics),
+        comparable=bool(p.get("comparable", False)), caveats=[p["note"]] if p.get("note") else [],
+        labels=names, label_words=words, positive=[names[i] for i in positive], prompt_template=p["prompt"],
+        confusion={"labels": names, "matrix": conf.tolist(), "rows": "gold", "columns": "predicted"},
+        majority_baseline=classification.majority_baseline(gold, len(names), positive),
+        label_counts={n: int((gold == c).sum()) for c, n in enumerate(names)},
+        selection=(f"balanced {ctx.subset} subset" if balanced
+                   else "all rows" if indices is None else f"{ctx.subset} subset of {len(chosen)} rows"),
+    )
     samples = [{"doc_id": i, "prompt": pr, "choices": words, "loglikelihoods": ll.tolist(), "pred": int(pd_),
                 "target": int(g), "gold_label": names[g], "pred_label": names[pd_], "acc": float(pd_ == g)}
                for i, pr, ll, pd_, g in zip(chosen, prompts, lls, pred, gold)]

@@ -17,12 +17,22 @@ from typing import Any
 
 import numpy as np
 
+from harness import lm_eval_bridge
 from harness.metrics import crows as crows_metrics
 from harness.spec import TaskSpec
-from harness.suites import academic
 from harness.suites.base import TaskContext, TaskOutcome
-from harness.suites.rai_lmeval import (agreement, as_json, base_details, check_lm_eval_task, check_params,
-                                       collect, directions, evaluate, validated_rows)
+from harness.suites.rai_lmeval import (
+    Chance,
+    agreement,
+    breakdown,
+    check_lm_eval_task,
+    check_params,
+    collect,
+    directions,
+    evaluate,
+    rai_details,
+    validated_rows,
+)
 
 NEEDS = frozenset({"loglikelihood"})
 """What this kind asks of the model under test (checked against its backend at plan time)."""
@@ -31,6 +41,10 @@ DEFAULT_TASK = "crows_pairs_english"
 REQUIRED = ("sent_more", "sent_less", "bias_type")
 METRICS = ("pct_stereotype", "likelihood_diff")
 PARAMS: dict[str, type | tuple[type, ...]] = {"display_name": str, "bootstrap_resamples": int}
+CHANCE = Chance(crows_metrics.PCT_STEREOTYPE_CHANCE,
+                "uniform-guess expectation: 1/2 per pair (either sentence equally likely)",
+                "chance: % stereotype 50% (no preference between the sentences); likelihood difference "
+                "has no chance level (0 would mean identical likelihoods)")
 RELEASES = {1508: "original 1,508-pair release (Nangia et al. 2020)",
             1677: "revised 1,677-pair release (Névéol et al. 2022)"}
 
@@ -43,7 +57,7 @@ def check(task: TaskSpec, path: Path) -> None:
 def lm_eval_bias_types(task_name: str) -> list[str]:
     """lm-eval's per-type subtasks of ``task_name`` (``crows_pairs_english_race_color`` -> race-color)."""
     prefix = f"{task_name}_"
-    names = sorted(n[len(prefix):] for n in academic.task_manager().task_index if n.startswith(prefix))
+    names = sorted(n[len(prefix):] for n in lm_eval_bridge.task_manager().task_index if n.startswith(prefix))
     return [n.replace("_", "-") for n in names]
 
 
@@ -57,8 +71,8 @@ def _sample(s: dict[str, Any]) -> dict[str, Any]:
 
 def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     name = task.lm_eval_task or DEFAULT_TASK
-    cfg = academic.lm_eval_yaml(name)
-    cfg, source = academic.point_at_data(cfg, task, ctx.data_dir)
+    cfg = lm_eval_bridge.lm_eval_yaml(name)
+    cfg, source = lm_eval_bridge.point_at_data(cfg, task, ctx.data_dir)
     rows = validated_rows(source, REQUIRED)
     indices = ctx.choose(len(rows))
     res = evaluate(cfg, task, ctx, indices)
@@ -78,29 +92,19 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
 
     release = RELEASES.get(len(rows), f"{len(rows)}-pair file (release unknown)")
     display = str(task.params.get("display_name") or "CrowS-Pairs (English)")
-    details = {
-        **base_details(task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res),
-        "n": len(samples),
-        "display_name": f"{display}, {release.split(' (')[0]}",
-        "release": release,
-        "headline": "pct_stereotype",
-        "chance": crows_metrics.PCT_STEREOTYPE_CHANCE,
-        "chance_rule": "uniform-guess expectation: 1/2 per pair (either sentence equally likely)",
-        "estimates": as_json(overall),
-        "intervals": intervals,
-        "breakdown": {"by": "bias type", "metrics": list(METRICS),
-                      "groups": {t: as_json(e) for t, e in per_type.items()},
-                      "n": {t: int((types == t).sum()) for t in scored}},
-        "coverage": {"bias_types_scored": scored,
-                     "bias_types_absent": [t for t in known if t not in in_data],
-                     "bias_types_not_drawn": [t for t in in_data if t not in scored],
-                     "bias_types_lm_eval": known},
-        "higher_is_better": directions(metrics, {"likelihood_diff": False, "pct_stereotype": False}),
-        "lm_eval_agreement": worst,
-        "comparable": len(rows) == 1677,
-        "caveats": [f"scored on the {release}; lm-eval's hub dataset (and so most published lm-eval numbers) "
-                    "uses the revised 1,677-pair set"] if len(rows) != 1677 else [],
-        "chance_note": ("chance: % stereotype 50% (no preference between the sentences); likelihood difference "
-                        "has no chance level (0 would mean identical likelihoods)"),
-    }
+    details = rai_details(
+        task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res=res,
+        n=len(samples), display_name=f"{display}, {release.split(' (')[0]}", headline="pct_stereotype",
+        chance=CHANCE, estimates=overall, intervals=intervals,
+        higher_is_better=directions(metrics),
+        comparable=len(rows) == 1677,
+        caveats=[(f"scored on the {release}; lm-eval's hub dataset (and so most published lm-eval numbers) "
+                  "uses the revised 1,677-pair set")] if len(rows) != 1677 else [],
+        release=release, breakdown=breakdown("bias type", METRICS, per_type, types),
+        coverage={"bias_types_scored": scored,
+                  "bias_types_absent": [t for t in known if t not in in_data],
+                  "bias_types_not_drawn": [t for t in in_data if t not in scored],
+                  "bias_types_lm_eval": known},
+        lm_eval_agreement=worst,
+    )
     return TaskOutcome(metrics=metrics, details=details, samples=samples)

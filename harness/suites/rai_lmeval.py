@@ -2,7 +2,7 @@
 
 BBQ, CrowS-Pairs and ToxiGen are scored by lm-eval (its prompt, choices, per-item metrics and
 aggregation); we reuse the lm_eval kind's helpers to load the config and point it at the mirror
-(:mod:`harness.suites.academic`), check every row before lm-eval sees it (a malformed row is a
+(:mod:`harness.lm_eval_bridge`), check every row before lm-eval sees it (a malformed row is a
 one-line :class:`DataRowError`, not a KeyError deep in ``process_docs``), run lm-eval with our
 backend, and hand back lm-eval's full per-item logs.  Each kind then adds what lm-eval lacks
 here: intervals, chance levels and per-category breakdowns, computed from those same logs and
@@ -10,17 +10,20 @@ checked against lm-eval's own aggregates.
 """
 from __future__ import annotations
 
-import logging
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from harness import lm_eval_bridge
 from harness.data import DatasetSource, iter_rows, require_fields
 from harness.errors import ConfigError, DataRowError
+from harness.metrics import catalog
 from harness.metrics.intervals import Estimate
 from harness.spec import TaskSpec
-from harness.suites import academic
 from harness.suites.base import TaskContext
+from harness.suites.details import TaskDetails
 
 AGREEMENT_TOLERANCE = 1e-9
 
@@ -49,7 +52,7 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 def check_lm_eval_task(task: TaskSpec, path: Path, default: str) -> str:
     """The lm-eval task a kind runs (``lm_eval_task`` or the kind's default), checked to exist."""
     name = task.lm_eval_task or default
-    if name not in academic.task_manager().task_index:
+    if name not in lm_eval_bridge.task_manager().task_index:
         raise ConfigError(f"{path}: tasks[{task.name}].lm_eval_task: lm-eval has no task '{name}'")
     return name
 
@@ -93,24 +96,10 @@ def evaluate(cfg: dict[str, Any], task: TaskSpec, ctx: TaskContext, indices: lis
     The same call the lm_eval kind makes, except lm-eval's own stderr bootstrap is off: these
     kinds compute Wilson/bootstrap intervals themselves from the per-item logs.
     """
-    from lm_eval.evaluator import simple_evaluate
-
-    from harness.backends.adapters import ShaktiLM
-
     cfg = {**cfg, "task": task.name}
     cfg.pop("tag", None)
-    for noisy in ("lm_eval", "lm-eval", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    res = simple_evaluate(
-        model=ShaktiLM(ctx.backend), tasks=[cfg], num_fewshot=task.num_fewshot,
-        samples={task.name: indices} if indices is not None else None,
-        log_samples=True, apply_chat_template=task.apply_chat_template, bootstrap_iters=0,
-        random_seed=ctx.seed, numpy_random_seed=ctx.seed, torch_random_seed=ctx.seed,
-        fewshot_random_seed=ctx.seed, verbosity="WARNING",
-        task_manager=academic.task_manager(),  # the process-wide index: ~12 s a call otherwise
-    )
-    assert res is not None
-    return res
+    return lm_eval_bridge.evaluate(ctx.backend, [cfg], task, ctx.seed,
+                                   {task.name: indices} if indices is not None else None)
 
 
 def lm_eval_value(res: dict[str, Any], task: str, metric: str) -> float | None:
@@ -136,23 +125,51 @@ def agreement(ours: dict[str, Estimate], res: dict[str, Any], task: str) -> floa
     return worst
 
 
-def base_details(task: TaskSpec, source: DatasetSource, n_rows: int, indices: list[int] | None,
-                 res: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What every responsible-AI task records about its data and lm-eval config."""
-    details: dict[str, Any] = {
-        "n_total": n_rows,
-        "data": source.as_json(),
-        "data_note": source.describe(),
-        "num_fewshot": task.num_fewshot,
-        "apply_chat_template": task.apply_chat_template,
-        "sample_indices": indices,
-    }
+def provenance(source: DatasetSource, n_rows: int, indices: list[int] | None) -> dict[str, Any]:
+    """The :class:`TaskDetails` fields that say which data was scored: the source, its row
+    count and the rows drawn (``None``: all of them)."""
+    return {"n_total": n_rows, "data": source.as_json(), "data_note": source.describe(), "sample_indices": indices}
+
+
+def lm_eval_config(task: TaskSpec, res: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The prompt settings a task ran with and, when lm-eval scored it, lm-eval's task name and
+    version (``details`` keys the lm-eval exporter reads)."""
+    out: dict[str, Any] = {"num_fewshot": task.num_fewshot, "apply_chat_template": task.apply_chat_template}
     if res is not None:
-        details["lm_eval_task"] = task.lm_eval_task
-        details["version"] = (res.get("versions") or {}).get(task.name)
-        hib = res.get("higher_is_better", {}).get(task.name) or {}
-        details["higher_is_better"] = {k: bool(v) for k, v in hib.items()}
-    return details
+        out["lm_eval_task"] = task.lm_eval_task
+        out["version"] = (res.get("versions") or {}).get(task.name)
+    return out
+
+
+@dataclass(frozen=True)
+class Chance:
+    """A task's headline chance level and how it was worked out (the report prints all three)."""
+
+    value: float | None
+    rule: str | None
+    """How ``value`` follows from the item format (one line)."""
+    note: str
+    """Chance of the other metrics, in words."""
+
+
+def rai_details(task: TaskSpec, source: DatasetSource, n_rows: int, indices: list[int] | None, *,
+                n: int, display_name: str, headline: str, chance: Chance, estimates: dict[str, Estimate],
+                intervals: dict[str, Any], higher_is_better: dict[str, bool], comparable: bool,
+                caveats: list[str], res: dict[str, Any] | None = None, **extra: Any) -> TaskDetails:
+    """The details of every responsible-AI kind (BBQ, CrowS-Pairs, ToxiGen, label_classify).
+
+    One builder, so the four kinds store the same keys the same way: data provenance and the
+    lm-eval config (when lm-eval scored it), the headline and its chance, every estimate with its
+    interval, the direction of every stored metric, whether the number is comparable with the
+    published one and why not.  ``extra`` holds the kind's own keys (``breakdown``, ``coverage``,
+    ``lm_eval_agreement``, ``release``), stored as given.
+    """
+    return TaskDetails(
+        n=n, **provenance(source, n_rows, indices), display_name=display_name, headline=headline,
+        chance=chance.value, chance_rule=chance.rule, chance_note=chance.note, estimates=as_json(estimates), intervals=intervals,
+        higher_is_better=higher_is_better, comparable=comparable, caveats=tuple(caveats),
+        extra={**lm_eval_config(task, res), **extra},
+    )
 
 
 def flatten(estimates: dict[str, Estimate], suffix: str = "") -> dict[str, float | None]:
@@ -177,22 +194,24 @@ def collect(overall: dict[str, Estimate], per_group: dict[str, dict[str, Estimat
     return metrics, intervals
 
 
-def directions(metrics: dict[str, Any], base: dict[str, bool]) -> dict[str, bool]:
-    """``higher_is_better`` for every stored metric, a group's metric (``pct_stereotype_age``)
-    taking its base metric's direction, so the regression gate reads each one the right way."""
-    out: dict[str, bool] = {}
-    for key in metrics:
-        name = key.split(",")[0]
-        if "_stderr" in name:
-            continue
-        match = max((b for b in base if name == b or name.startswith(b + "_")), key=len, default=None)
-        if match is not None:
-            out[name] = base[match]
-    return out
+def directions(metrics: dict[str, Any]) -> dict[str, bool]:
+    """``higher_is_better`` for every stored metric, from the metric catalog (a group's metric,
+    ``pct_stereotype_age``, takes its base metric's), so the regression gate reads each one right."""
+    return catalog.directions(metrics)
 
 
 def _pair(e: Estimate) -> list[float] | None:
     return None if e.low is None or e.high is None else [e.low, e.high]
+
+
+def breakdown(by: str, metrics: Iterable[str], per_group: dict[str, dict[str, Estimate]],
+              groups: Any) -> dict[str, Any]:
+    """``details.breakdown``: each group's estimates and item count (``groups``: each item's group)."""
+    import numpy as np
+
+    labels = np.asarray(groups, dtype=object)
+    return {"by": by, "metrics": list(metrics), "groups": {g: as_json(e) for g, e in per_group.items()},
+            "n": {g: int((labels == g).sum()) for g in per_group}}
 
 
 def as_json(estimates: dict[str, Estimate]) -> dict[str, dict[str, Any]]:

@@ -15,15 +15,27 @@ Besides lm-eval's two accuracies the kind reports each class's recall and the sh
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
+from harness import lm_eval_bridge
 from harness.errors import DataUnavailable
 from harness.metrics.intervals import Estimate, proportion
 from harness.spec import TaskSpec
-from harness.suites import academic
 from harness.suites.base import TaskContext, TaskOutcome
-from harness.suites.rai_lmeval import (agreement, as_json, bad_value, base_details, check_lm_eval_task,
-                                       check_params, collect, directions, evaluate, validated_rows)
+from harness.suites.rai_lmeval import (
+    Chance,
+    agreement,
+    bad_value,
+    breakdown,
+    check_lm_eval_task,
+    check_params,
+    collect,
+    directions,
+    evaluate,
+    rai_details,
+    validated_rows,
+)
 
 NEEDS = frozenset({"loglikelihood"})
 """What this kind asks of the model under test (checked against its backend at plan time)."""
@@ -33,6 +45,8 @@ ANNOTATED_FIELDS = ("text", "toxicity_ai", "toxicity_human")
 PARAMS: dict[str, type | tuple[type, ...]] = {"display_name": str, "target_field": str, "group_field": str,
                                               "comparable": bool}
 CHANCE = 0.5
+CHANCE_LEVELS = Chance(CHANCE, "uniform-guess expectation: 1/2 per item (No or Yes equally likely)",
+                       "chance: 50% for accuracy and each class recall (a coin between No and Yes)")
 
 
 def check(task: TaskSpec, path: Path) -> None:
@@ -56,12 +70,12 @@ def _class_estimates(target: np.ndarray, pred: np.ndarray) -> dict[str, Estimate
 
 def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
     name = task.lm_eval_task or DEFAULT_TASK
-    cfg = academic.lm_eval_yaml(name)
+    cfg = lm_eval_bridge.lm_eval_yaml(name)
     target_field = task.params.get("target_field")
     if target_field:
         cfg["doc_to_target"] = target_field
     try:
-        cfg, source = academic.point_at_data(cfg, task, ctx.data_dir)
+        cfg, source = lm_eval_bridge.point_at_data(cfg, task, ctx.data_dir)
     except DataUnavailable as exc:
         raise DataUnavailable(
             f"{task.name}: lm-eval '{name}' needs its annotated data set: {exc.message}",
@@ -82,43 +96,36 @@ def run(task: TaskSpec, ctx: TaskContext) -> TaskOutcome:
                "acc_norm": proportion([s["acc_norm"] for s in raw], CHANCE)}
     worst = agreement(overall, res, task.name)
     overall.update(_class_estimates(target, pred))
-    breakdown = None
+    by_group = None
     per_group: dict[str, dict[str, Estimate]] = {}
     group_field = task.params.get("group_field")
     if group_field:
         groups = np.array([s["doc"][group_field] for s in raw], dtype=object)
         acc = np.array([s["acc"] for s in raw])
         per_group = {g: {"acc": proportion(acc[groups == g], CHANCE)} for g in sorted(set(groups))}
-        breakdown = {"by": group_field, "metrics": ["acc"], "groups": {g: as_json(e) for g, e in per_group.items()},
-                     "n": {g: int((groups == g).sum()) for g in per_group}}
+        by_group = breakdown(group_field, ["acc"], per_group, groups)
     metrics, intervals = collect(overall, per_group)
     # a diagnostic, not a score (neither direction is better): shown in the report, not stored as a metric
     overall["yes_rate"] = proportion(pred == 1, CHANCE)
-    intervals["yes_rate"] = [overall["yes_rate"].low, overall["yes_rate"].high]
+    intervals["yes_rate"] = [overall["yes_rate"].low, overall["yes_rate"].high]  # type: ignore[list-item]  # both set
     share_hateful = float(target.mean()) if target.size else None
-    details = {
-        **base_details(task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res),
-        "n": len(raw),
-        "display_name": str(task.params.get("display_name") or "ToxiGen"),
-        "headline": "acc",
-        "chance": CHANCE,
-        "chance_rule": "uniform-guess expectation: 1/2 per item (No or Yes equally likely)",
-        "estimates": as_json(overall),
-        "intervals": intervals,
-        "breakdown": breakdown,
-        "majority_baseline": {"acc": max(share_hateful, 1 - share_hateful)} if share_hateful is not None else {},
-        "label_share": {"hateful": share_hateful},
-        "target_field": target_field or "lm-eval doc_to_target (toxicity_ai + toxicity_human > 5.5)",
-        "higher_is_better": directions(metrics, {"acc": True, "acc_norm": True, "recall": True}),
-        "lm_eval_agreement": worst,
-        "comparable": bool(task.params.get("comparable", not target_field)),
-        "caveats": ([f"gold labels from field '{target_field}' of {source.ref.path}, not ToxiGen's human "
-                     "annotations; not comparable with lm-eval toxigen numbers"] if target_field else []),
-        "chance_note": "chance: 50% for accuracy and each class recall (a coin between No and Yes)",
-    }
+    details = rai_details(
+        task.model_copy(update={"lm_eval_task": name}), source, len(rows), indices, res=res,
+        n=len(raw), display_name=str(task.params.get("display_name") or "ToxiGen"), headline="acc",
+        chance=CHANCE_LEVELS, estimates=overall, intervals=intervals,
+        higher_is_better=directions(metrics),
+        comparable=bool(task.params.get("comparable", not target_field)),
+        caveats=([(f"gold labels from field '{target_field}' of {source.ref.path}, not ToxiGen's human "
+                   "annotations; not comparable with lm-eval toxigen numbers")] if target_field else []),
+        breakdown=by_group,
+        majority_baseline={"acc": max(share_hateful, 1 - share_hateful)} if share_hateful is not None else {},
+        label_share={"hateful": share_hateful},
+        target_field=target_field or "lm-eval doc_to_target (toxicity_ai + toxicity_human > 5.5)",
+        lm_eval_agreement=worst,
+    )
     samples = []
     for s, p in zip(raw, pred):
-        rec = academic._sample_record(s, ["acc", "acc_norm"])
+        rec = lm_eval_bridge.sample_record(s, ["acc", "acc_norm"])
         rec["pred"] = int(p)
         if group_field:
             rec[group_field] = s["doc"][group_field]

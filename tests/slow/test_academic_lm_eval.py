@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lm_eval_bridge as bridge
 from harness.backends.base import file_digest
 from harness.backends.transformers import converted_folder
 from harness.execute import load_backend
@@ -45,15 +46,15 @@ def test_score_within_one_stderr_of_lm_eval_hf(task_name: str, data_dir: Path, t
     spec = next(t for t in load_suite(ROOT / "suites" / "academic.yaml").tasks if t.name == task_name)
     ctx = TaskContext(backend=ours, data_dir=data_dir, limit=ITEMS, subset="seeded", seed=1234, run_dir=tmp_path)
     mine = academic.run(spec, ctx)
-    indices = mine.details["sample_indices"]
-    assert mine.details["n"] == ITEMS and len(indices) == ITEMS
+    indices = mine.typed_details().sample_indices
+    assert mine.typed_details().n == ITEMS and indices is not None and len(indices) == ITEMS
 
-    cfg, _ = academic.point_at_data(academic.lm_eval_yaml(spec.lm_eval_task), spec, data_dir)
+    cfg, _ = bridge.point_at_data(bridge.lm_eval_yaml(spec.lm_eval_task), spec, data_dir)
     cfg["task"] = task_name
     cfg.pop("tag", None)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     ref = simple_evaluate(model=hf_lm, tasks=[cfg], num_fewshot=0, samples={task_name: indices},
-                          task_manager=academic.task_manager(), bootstrap_iters=0)["results"][task_name]
+                          task_manager=bridge.task_manager(), bootstrap_iters=0)["results"][task_name]
     for metric in spec.metrics:
         ours_v, theirs = mine.metrics[f"{metric},none"], ref[f"{metric},none"]
         stderr = mine.metrics[f"{metric}_stderr,none"]

@@ -11,9 +11,9 @@ import pytest
 
 from harness.backends.adapters import ShaktiLM
 from harness.execute import load_backend
+from harness.lm_eval_bridge import task_requests
 from harness.registry import Registry
 from harness.spec import load_suite
-from harness.suites.academic import task_requests
 
 ROOT = Path(__file__).resolve().parents[2]
 

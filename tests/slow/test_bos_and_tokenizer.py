@@ -64,7 +64,7 @@ def bos_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert SHIPPED is not None
     path = copy_gguf_with(SHIPPED, tmp_path_factory.mktemp("bos") / "smollm2-bos.gguf",
                           {"tokenizer.ggml.add_bos_token": True})
-    from harness.backends.gguf_meta import gguf_facts
+    from harness.gguf import gguf_facts
 
     assert gguf_facts(path).add_bos is True and gguf_facts(SHIPPED).add_bos is False
     return path

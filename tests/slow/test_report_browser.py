@@ -17,9 +17,10 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from harness.report.compare import render_compare
 from harness.report.render import render_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from report_runs import XSS_CHOICE, XSS_GENERATION, XSS_PROMPT, make_run, mc_sample, render_site  # noqa: E402
+from report_runs import XSS_CHOICE, XSS_GENERATION, XSS_PROMPT, make_run, mc_sample, render_site
 
 pytestmark = pytest.mark.slow
 
@@ -217,7 +218,7 @@ class Elements(HTMLParser):
 def assert_nothing_ran(dom: str, expected_title: str) -> None:
     """The live DOM after load: title untouched, no marker written, no handler element, and no
     script but the page's own table script."""
-    from harness.report.render import TABLE_SCRIPT
+    from harness.report._page import TABLE_SCRIPT
 
     assert title(dom) == expected_title
     assert not any(m in title(dom) for m in MARKERS)
@@ -425,7 +426,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[
     mp = pytest.MonkeyPatch()
     mp.setattr(execute, "load_backend", lambda model, seed=1234: SignBugBackend(real_load(model, seed)))
     try:
-        out["noisy_code"] = main(common + ["--baseline", str(out["first"]), "--fail-on-regression"])
+        out["noisy_code"] = main([*common, "--baseline", str(out["first"]), "--fail-on-regression"])
     finally:
         mp.undo()
     out["noisy"] = sorted((tmp / "results").iterdir())[-1]

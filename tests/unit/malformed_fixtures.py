@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # GGUF header layout (gguf spec): magic u32 @0, version u32 @4, n_tensors u64 @8, n_kv u64 @16,
 # then key/values from @24, each key a u64 length + bytes, then a u32 value type.
@@ -519,4 +520,4 @@ def classify_wrong_type(tmp: Path) -> None:
 # ----------------------------------------------------------------------------- stored run folders
 # The run-file cases' fixtures (run_files.yaml, run_status.yaml) live in their own module, written
 # by the helper that owns run status; its ``__all__`` lists them.
-from malformed_fixtures_runs import *  # noqa: E402,F401,F403
+from malformed_fixtures_runs import *  # noqa: E402, F403

@@ -20,12 +20,31 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = [  # the corpus's fixture names (``from malformed_fixtures_runs import *`` wires them)
-    "runs_ok", "runs_run_json_truncated", "runs_run_json_empty", "runs_run_json_binary", "runs_run_json_array",
-    "runs_run_json_nested", "runs_run_json_no_args", "runs_results_truncated", "runs_results_wrong_shape",
-    "runs_samples_truncated", "runs_samples_non_utf8", "runs_samples_not_object", "runs_results_task_name_escapes",
-    "runs_cache_garbage", "runs_cache_truncated", "runs_cache_not_a_cache", "runs_not_a_run",
-    "runs_stale_running", "runs_live_running", "runs_interrupted", "runs_failed", "runs_partial",
-    "runs_changed_task", "runs_changed_registry", "runs_changed_data_file",
+    "runs_cache_garbage",
+    "runs_cache_not_a_cache",
+    "runs_cache_truncated",
+    "runs_changed_data_file",
+    "runs_changed_registry",
+    "runs_changed_task",
+    "runs_failed",
+    "runs_interrupted",
+    "runs_live_running",
+    "runs_not_a_run",
+    "runs_ok",
+    "runs_partial",
+    "runs_results_task_name_escapes",
+    "runs_results_truncated",
+    "runs_results_wrong_shape",
+    "runs_run_json_array",
+    "runs_run_json_binary",
+    "runs_run_json_empty",
+    "runs_run_json_nested",
+    "runs_run_json_no_args",
+    "runs_run_json_truncated",
+    "runs_samples_non_utf8",
+    "runs_samples_not_object",
+    "runs_samples_truncated",
+    "runs_stale_running",
 ]
 RUN = "run1"
 TASK = "arc_easy"

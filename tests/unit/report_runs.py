@@ -5,11 +5,17 @@ never presented as a model's score.  Real-model runs live in tests/slow.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from harness.metrics import bbq, classification, crows
+from harness.metrics.intervals import item_mean, proportion
 from harness.store import RunStore
+from harness.suites.rai_lmeval import as_json, collect
 
 XSS_PROMPT = 'Question: 2+2?\n<script>document.title="XSS-SCRIPT-RAN"</script>\nAnswer:'
 XSS_CHOICE = '<img src=x onerror="document.body.setAttribute(\'data-xss\',\'img-onerror-ran\')">'
@@ -51,11 +57,11 @@ def kind_stats(samples: list[dict[str, Any]], metrics: dict[str, float], scoring
                seed: int = 1234) -> dict[str, Any]:
     """The interval and chance entries the lm_eval kind stores, computed by the kind's own code."""
     from harness.metrics import lm_eval_items
-    from harness.suites.academic import _stats
+    from harness.suites.academic import estimate_details
 
     scoring = scoring or lm_eval_items.Scoring("multiple_choice", None, {})
     ests, notes = lm_eval_items.task_estimates(lm_eval_log(samples), metrics, scoring, seed=seed)
-    return _stats(ests, notes)
+    return estimate_details(ests, notes)
 
 
 def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], model: str = "fixture-model",
@@ -93,7 +99,7 @@ def make_run(root: Path, run_id: str, tasks: dict[str, list[dict[str, Any]]], mo
                    "data": {"dataset": f"org/{task}", "config": "default", "split": "test", "origin": origin,
                             "file": f"/data/{task}.jsonl", "sha256": "d" * 64, "rows": 1000},
                    "data_note": f"org/{task} from the local mirror",
-                   "higher_is_better": higher_is_better or {n: True for n in names},
+                   "higher_is_better": higher_is_better or dict.fromkeys(names, True),
                    "reference": reference or []}
         values = metrics_of(samples, names)
         if not legacy and not own:
@@ -186,3 +192,111 @@ def render_site(root: Path) -> dict[str, Path]:
             "compare": compare_path(reports, [runs["a"], runs["b"]]),
             "history": reports / "history" / "other-model.html",
             "index": reports / "index.html", "leaderboard": reports / "leaderboard.html"}
+
+
+# ----------------------------------------------------------------------------- one task per section
+N = 5
+"""Items per hand-written task: small enough that ``value ± 1.96·stderr`` would leave [0, 1]."""
+GPU_RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_runs" / "h200-20261128-190443"
+
+
+META = {"model": "fixture-model", "backend": "llama_cpp", "model_info": {"sha256": "ab" * 32}, "seed": 1234}
+
+
+def _write(store: RunStore, task: str, metrics: dict[str, Any], details: dict[str, Any],
+           samples: list[dict[str, Any]]) -> None:
+    store.write_samples(task, samples)
+    base = {"n": N, "data_note": "hand-written outcomes", "data": {"origin": "mirror"}}
+    store.write_task_result(task, metrics, {**base, **details}, META)
+
+
+def _rai(store: RunStore, right: bool) -> None:
+    ok = 1.0 if right else 0.0
+    disamb = np.array([True, False, True, False, True])
+    items = bbq.BBQItems.of([ok] * N, [1 - ok] * N, [1.0] * N, list(disamb))
+    pick = np.where(disamb, 1 / 12, 10 / 12)
+    overall = bbq.with_uniform_chance(bbq.estimates(items, seed=1, n_resamples=200), items, pick)
+    per = {"Age": overall}
+    m, iv = collect(overall, per)
+    _write(store, "bbq", m, {"kind": "bbq", "group": "responsible_ai", "headline": "acc", "display_name": "BBQ",
+                             "estimates": as_json(overall), "intervals": iv, "chance": overall["acc"].chance,
+                             "breakdown": {"by": "category", "metrics": list(overall),
+                                           "groups": {"Age": as_json(overall)}, "n": {"Age": N}}},
+           [{"doc_id": i, "acc": ok} for i in range(N)])
+    more = np.array([-1.0] * N) if right else np.array([-3.0] * N)
+    c = crows.estimates(more, np.array([-2.0] * N), seed=1, n_resamples=200)
+    m, iv = collect(c)
+    _write(store, "crows_pairs_english", m, {"kind": "crows_pairs", "group": "responsible_ai",
+                                             "headline": "pct_stereotype", "estimates": as_json(c), "intervals": iv,
+                                             "breakdown": {"by": "bias type", "metrics": list(c),
+                                                           "groups": {"age": as_json(c)}, "n": {"age": N}}},
+           [{"doc_id": i, "pct_stereotype": float(right), "likelihood_diff": 1.0} for i in range(N)])
+    tox = {"acc": proportion([ok] * N, 0.5), "acc_norm": proportion([ok] * N, 0.5)}
+    m, iv = collect(tox)
+    _write(store, "toxigen", m, {"kind": "toxigen", "group": "responsible_ai", "headline": "acc",
+                                 "estimates": as_json(tox), "intervals": iv},
+           [{"doc_id": i, "acc": ok, "acc_norm": ok} for i in range(N)])
+    gold = np.array([0, 1, 0, 1, 0])
+    est = classification.estimates(gold, gold if right else 1 - gold, ["not_hate", "hate"], seed=1,
+                                   positive=[1], n_resamples=200)
+    m, iv = collect(est)
+    _write(store, "implicit_hate", m, {"kind": "label_classify", "group": "responsible_ai", "headline": "acc",
+                                       "estimates": as_json(est), "intervals": iv},
+           [{"doc_id": i, "acc": ok} for i in range(N)])
+
+
+def _domain(store: RunStore, right: bool) -> None:
+    ok = 1.0 if right else 0.0
+    est = {"acc": proportion([ok] * N, 0.2), "acc_norm": proportion([ok] * N, 0.2)}
+    m, iv = collect(est)
+    _write(store, "medqa", m, {"kind": "domain_choice", "group": "domain", "domain": "healthcare", "headline": "acc",
+                               "chance": 0.2, "estimates": as_json(est), "intervals": iv},
+           [{"doc_id": i, "acc": ok, "acc_norm": ok} for i in range(N)])
+    scores = [ok] * N
+    judged = item_mean(scores, seed=1)
+    summary = {"matched_scores": scores, "mismatched_scores": [1 - ok] * N, "n_failed": 0, "n_mismatched_failed": 0,
+               "judge": "smollm2-135m-q4", "estimate": judged.as_json(), "n_scored": N, "auc": None}
+    _write(store, "medicationqa", {"ragas_answer_relevancy,none": judged.value},
+           {"kind": "domain_judged", "group": "domain", "domain": "healthcare", "judged": {"ragas_answer_relevancy": summary},
+            "intervals": {"ragas_answer_relevancy": [judged.low, judged.high]}, "companions": {},
+            "judge": {"name": "smollm2-135m-q4"}},
+           [{"doc_id": i, "ragas_answer_relevancy": ok} for i in range(N)])
+    # a second healthcare task with graded scores: Table 2 pools it with the one above
+    from harness.judge.runners import Scored
+    from harness.suites.domain import metric_summary
+
+    matched = [0.9, 0.7, 0.8, 0.6, 0.5] if right else [0.2, 0.4, 0.1, 0.3, 0.5]
+    mismatched = [0.1, 0.75, 0.2, 0.3, 0.55]
+    graded = metric_summary("ragas_answer_relevancy", [Scored(v) for v in matched], [Scored(v) for v in mismatched],
+                            seed=1, judge="smollm2-135m-q4")
+    est = graded["estimate"]
+    _write(store, "liveqa", {"ragas_answer_relevancy,none": est["value"], "ragas_answer_relevancy_auc,none": graded["auc"]},
+           {"kind": "domain_judged", "group": "domain", "domain": "healthcare",
+            "judged": {"ragas_answer_relevancy": graded}, "companions": {}, "judge": {"name": "smollm2-135m-q4"},
+            "intervals": {"ragas_answer_relevancy": [est["low"], est["high"]],
+                          "ragas_answer_relevancy_auc": graded["auc_ci"]}},
+           [{"doc_id": i, "ragas_answer_relevancy": v} for i, v in enumerate(matched)])
+
+
+def _hardware(store: RunStore, right: bool) -> None:
+    results = json.loads((GPU_RUN / "results.json").read_text())
+    rec = json.loads(json.dumps(results["tasks"]["llama_cpp_q8_0"]["measurement"]))
+    acc = 1.0 if right else 0.0
+    rec["accuracy"] = {"suite": "academic", "profile": "quick",
+                       "tasks": {"arc_easy": {"metrics": {"acc,none": acc, "acc_stderr,none": 0.0}, "n": N},
+                                 "piqa": {"metrics": {"acc,none": acc, "acc_stderr,none": 0.0}, "n": N}}}
+    _write(store, "llama_cpp_q8_0", {"tg_tokens_per_s,none": 100.0, "arc_easy_acc,none": acc},
+           {"kind": "hardware", "group": "hardware", "measurement": rec, "headline": "tg_tokens_per_s", "n": 1},
+           [])
+
+
+def add_sections(store: RunStore, right: bool) -> None:
+    """Tasks of every report section (responsible AI, domain, hardware) with all ``N`` items right
+    or all wrong, each stored with the details its kind computes with its own metric functions,
+    and the aggregates execute stores after them."""
+    from harness.execute import store_aggregates
+
+    _rai(store, right)
+    _domain(store, right)
+    _hardware(store, right)
+    store_aggregates(store, seed=1234)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import lm_eval_bridge as bridge
 from harness.data import resolve
 from harness.spec import DatasetRef, load_suite
 from harness.suites import academic
@@ -34,8 +35,8 @@ def test_every_task_is_an_lm_eval_task_and_mmlu_is_its_57_subject_group() -> Non
     suite = load_suite(SUITE)
     for t in suite.tasks:
         academic.check(t, SUITE)
-    tree = academic.group_tree("mmlu")
-    assert academic.is_group("mmlu") and not academic.is_group("arc_easy")
+    tree = bridge.group_tree("mmlu")
+    assert bridge.is_group("mmlu") and not bridge.is_group("arc_easy")
     assert [c.name for c in tree.children] == ["mmlu_stem", "mmlu_other", "mmlu_social_sciences", "mmlu_humanities"]
     leaves = tree.leaves()
     assert len(leaves) == 57 == len(set(leaves)) and "mmlu_abstract_algebra" in leaves
@@ -45,8 +46,8 @@ def test_every_task_is_an_lm_eval_task_and_mmlu_is_its_57_subject_group() -> Non
 def test_every_task_resolves_in_the_mirror(data_dir: Path) -> None:
     for t in load_suite(SUITE).tasks:
         if t.name == "mmlu":
-            for leaf in academic.group_tree("mmlu").leaves():
-                cfg = academic.lm_eval_yaml(leaf)
+            for leaf in bridge.group_tree("mmlu").leaves():
+                cfg = bridge.lm_eval_yaml(leaf)
                 ref = DatasetRef(path=t.dataset.path, config=cfg["dataset_name"], split="test")
                 assert resolve(ref, data_dir).origin == "mirror", leaf
         else:
@@ -61,16 +62,16 @@ def _ctx(limit: int | None, subset: str = "seeded", seed: int = 1234) -> TaskCon
 def test_group_subset_is_stratified_fixed_and_has_two_items_per_subject() -> None:
     rng = random.Random(0)
     rows = {f"mmlu_s{i}": rng.randrange(5, 600) for i in range(57)}
-    a = academic._group_samples(_ctx(200), rows)
-    assert a == academic._group_samples(_ctx(200), rows)  # fixed for a seed
-    assert a != academic._group_samples(_ctx(200, seed=7), rows)
+    a = academic.stratified_samples(_ctx(200), rows)
+    assert a == academic.stratified_samples(_ctx(200), rows)  # fixed for a seed
+    assert a != academic.stratified_samples(_ctx(200, seed=7), rows)
     assert set(a) == set(rows) and all(2 <= len(v) <= rows[k] for k, v in a.items())
     assert all(idx == sorted(set(idx)) and max(idx) < rows[k] for k, idx in a.items())
     big, small = max(rows, key=rows.get), min(rows, key=rows.get)
     assert len(a[big]) > len(a[small])  # proportional to subject size
-    assert academic._group_samples(_ctx(None), rows) is None
-    assert academic._group_samples(_ctx(10**6), rows) is None
-    assert academic._group_samples(_ctx(200, subset="first"), rows)[big] == list(range(len(a[big])))
+    assert academic.stratified_samples(_ctx(None), rows) is None
+    assert academic.stratified_samples(_ctx(10**6), rows) is None
+    assert academic.stratified_samples(_ctx(200, subset="first"), rows)[big] == list(range(len(a[big])))
 
 
 def test_task_with_missing_data_is_skipped_with_reason_and_the_rest_run(
@@ -108,11 +109,35 @@ def test_sample_record_shows_winogrande_options_not_the_shared_continuation() ->
                       ("The trophy didn't fit because the suitcase", " was too big.")],
         "filtered_resps": [(-9.5, False), (-7.25, True)], "acc": 1.0,
     }
-    rec = academic._sample_record(sample, ["acc"])
+    rec = bridge.sample_record(sample, ["acc"])
     assert rec["choices"] == ["trophy", "suitcase"]
     assert rec["prompt"] == "The trophy didn't fit because the ___ was too big."
     assert rec["pred"] == 1 and rec["acc"] == 1.0
     arc = {"doc_id": 0, "target": 0, "arguments": [("Q: x\nA:", " yes"), ("Q: x\nA:", " no")],
            "filtered_resps": [(-1.0, True), (-2.0, False)]}
-    rec = academic._sample_record(arc, [])
+    rec = bridge.sample_record(arc, [])
     assert rec["prompt"] == "Q: x\nA:" and rec["choices"] == [" yes", " no"] and rec["pred"] == 0
+
+
+def test_lm_eval_git_lookup_is_silent_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    """lm-eval runs ``git describe`` once per task with git's stderr inherited: outside a checkout
+    that printed "fatal: not a git repository" per task.  The bridge's lookup gives the same value
+    with git's stderr discarded, and is the one ``simple_evaluate`` calls."""
+    import shutil
+
+    import lm_eval.evaluator
+    from lm_eval.loggers.utils import get_git_commit_hash as lm_eval_lookup
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: lm-eval falls back to reading .git itself")
+    monkeypatch.chdir(tmp_path)
+    assert lm_eval_lookup() is None
+    assert "not a git repository" in capfd.readouterr().err  # the noise this test is about
+    bridge._prepare_lm_eval()
+    assert lm_eval.evaluator.get_git_commit_hash is bridge.quiet_git_commit_hash
+    assert lm_eval.evaluator.get_git_commit_hash() is None
+    assert capfd.readouterr().err == ""
+    monkeypatch.chdir(ROOT)
+    if (ROOT / ".git").exists():
+        assert bridge.quiet_git_commit_hash() == lm_eval_lookup()

@@ -8,10 +8,10 @@ from __future__ import annotations
 import fnmatch
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from report_runs import make_run, mc_sample
 
 import harness

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import textwrap
 from pathlib import Path
 
@@ -68,7 +67,8 @@ def third_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (pkg / "__init__.py").write_text("")
     (pkg / "unigram.py").write_text(textwrap.dedent(BACKEND_FILE))  # the one file
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(BACKENDS, "unigram", BackendEntry("thirdparty.unigram", "UnigramBackend", "UnigramOptions"))  # the one line
+    entry = BackendEntry("thirdparty.unigram", "UnigramBackend", "UnigramOptions")
+    monkeypatch.setitem(BACKENDS, "unigram", entry)  # the one line
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog " * 50)
     reg = tmp_path / "models.yaml"

@@ -2,8 +2,8 @@
 backend batches thousands), 32 otherwise, never a size that follows the machine's speed."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from harness.backends.base import LoglikelihoodRequest, LoglikelihoodResult
 from harness.cache import CachedBackend, RequestCache

@@ -149,6 +149,28 @@ def test_pct_stereotype_is_gated_on_its_distance_from_50_percent(tmp_path: Path)
     assert GateResult.from_json(gate(base, low).as_json()).rows[0].distance_ci == row.distance_ci
 
 
+def test_directions_not_stored_come_from_the_metric_catalog(tmp_path: Path) -> None:
+    """A run whose details carry no directions is read with the catalog's: the log-likelihood gap
+    is lower-is-better, and one group's % stereotype (a per-group variant) is gated on its distance
+    from 50%, as its parent metric is."""
+    def crows(i: int, stereo: bool, gap: float) -> dict:
+        return {"doc_id": i, "prompt": "", "choices": ["a", "b"], "pct_stereotype_age": float(stereo),
+                "likelihood_diff": gap}
+
+    kw = {"task_metrics": {"crows": ["pct_stereotype_age", "likelihood_diff"]},
+          "task_details": {"crows": {"higher_is_better": {}}}, "group": "responsible_ai"}
+    base = make_run(tmp_path / "r", "a", {"crows": [crows(i, i % 20 < 11, 1.0 + (i % 7) / 10) for i in range(400)]},
+                    **kw)  # 55%
+    cand = make_run(tmp_path / "r", "b", {"crows": [crows(i, i % 20 < 6, 1.5 + (i % 7) / 10) for i in range(400)]},
+                    **kw)  # 30%: lower, but further from 50%
+    rows = {r.metric: r for r in gate(base, cand).rows}
+    age, gap = rows["pct_stereotype_age"], rows["likelihood_diff"]
+    assert age.ideal == 0.5 and age.distance_delta == pytest.approx(0.15) and age.verdict == "worse"
+    assert not gap.higher_is_better and gap.delta == pytest.approx(0.5) and gap.verdict == "worse"
+    assert {r.metric: r.verdict for r in gate(cand, base).rows} == {"pct_stereotype_age": "better",
+                                                                   "likelihood_diff": "better"}
+
+
 def test_only_shared_samples_are_paired(tmp_path: Path) -> None:
     base = make_run(tmp_path / "r", "a", {"arc_easy": [mc_sample(i, True) for i in range(100)]})
     cand = make_run(tmp_path / "r", "b", {"arc_easy": [mc_sample(i, False) for i in range(50, 150)]})

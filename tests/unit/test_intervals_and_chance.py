@@ -20,19 +20,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from report_runs import kind_stats, lm_eval_log, make_run, mc_sample
+from report_runs import N, add_sections, kind_stats, lm_eval_log, make_run, mc_sample
 
 from harness.metrics import bbq, classification, crows, lm_eval_items
 from harness.metrics.chance import MC2_RULE, PICK_RULE, uniform_mc2, uniform_pick
-from harness.metrics.intervals import item_mean, mean_of_proportions, proportion, wilson_interval
+from harness.metrics.intervals import item_mean, mean_of_proportions, wilson_interval
 from harness.report.compare import render_compare
 from harness.report.render import render_index, render_run
 from harness.store import RunStore
-from harness.suites.rai_lmeval import as_json, collect
-
-ROOT = Path(__file__).resolve().parents[2]
-GPU_RUN = ROOT / "benchmarks" / "gpu_runs" / "h200-20261128-190443"
-N = 5
 
 
 # ----------------------------------------------------------------------------- methods
@@ -103,9 +98,9 @@ MC2_DOCS = [
 def test_truthfulqa_mc2_chance_is_the_uniform_guess_expectation() -> None:
     """A model that spreads its probability uniformly over each item's choices scores, under
     lm-eval's own ``process_results_mc2``, exactly the chance level stored for the task."""
-    from harness.suites import academic
+    from harness.lm_eval_bridge import lm_eval_yaml
 
-    cfg = academic.lm_eval_yaml("truthfulqa_mc2")
+    cfg = lm_eval_yaml("truthfulqa_mc2")
     scoring = lm_eval_items.Scoring.of(cfg)
     assert scoring.is_mc2() and scoring.output_type == "multiple_choice"
     expected = np.mean([2 / 5, 1 / 4, 3 / 8])
@@ -147,81 +142,6 @@ def _store(root: Path, run_id: str) -> RunStore:
     return store
 
 
-META = {"model": "fixture-model", "backend": "llama_cpp", "model_info": {"sha256": "ab" * 32}, "seed": 1234}
-
-
-def _write(store: RunStore, task: str, metrics: dict[str, Any], details: dict[str, Any],
-           samples: list[dict[str, Any]]) -> None:
-    store.write_samples(task, samples)
-    base = {"n": N, "data_note": "hand-written outcomes", "data": {"origin": "mirror"}}
-    store.write_task_result(task, metrics, {**base, **details}, META)
-
-
-def _rai(store: RunStore, right: bool) -> None:
-    ok = 1.0 if right else 0.0
-    disamb = np.array([True, False, True, False, True])
-    items = bbq.BBQItems.of([ok] * N, [1 - ok] * N, [1.0] * N, list(disamb))
-    pick = np.where(disamb, 1 / 12, 10 / 12)
-    overall = bbq.with_uniform_chance(bbq.estimates(items, seed=1, n_resamples=200), items, pick)
-    per = {"Age": overall}
-    m, iv = collect(overall, per)
-    _write(store, "bbq", m, {"kind": "bbq", "group": "responsible_ai", "headline": "acc", "display_name": "BBQ",
-                             "estimates": as_json(overall), "intervals": iv, "chance": overall["acc"].chance,
-                             "breakdown": {"by": "category", "metrics": list(overall),
-                                           "groups": {"Age": as_json(overall)}, "n": {"Age": N}}},
-           [{"doc_id": i, "acc": ok} for i in range(N)])
-    more = np.array([-1.0] * N) if right else np.array([-3.0] * N)
-    c = crows.estimates(more, np.array([-2.0] * N), seed=1, n_resamples=200)
-    m, iv = collect(c)
-    _write(store, "crows_pairs_english", m, {"kind": "crows_pairs", "group": "responsible_ai",
-                                             "headline": "pct_stereotype", "estimates": as_json(c), "intervals": iv,
-                                             "breakdown": {"by": "bias type", "metrics": list(c),
-                                                           "groups": {"age": as_json(c)}, "n": {"age": N}}},
-           [{"doc_id": i, "pct_stereotype": float(right), "likelihood_diff": 1.0} for i in range(N)])
-    tox = {"acc": proportion([ok] * N, 0.5), "acc_norm": proportion([ok] * N, 0.5)}
-    m, iv = collect(tox)
-    _write(store, "toxigen", m, {"kind": "toxigen", "group": "responsible_ai", "headline": "acc",
-                                 "estimates": as_json(tox), "intervals": iv},
-           [{"doc_id": i, "acc": ok, "acc_norm": ok} for i in range(N)])
-    gold = np.array([0, 1, 0, 1, 0])
-    est = classification.estimates(gold, gold if right else 1 - gold, ["not_hate", "hate"], seed=1,
-                                   positive=[1], n_resamples=200)
-    m, iv = collect(est)
-    _write(store, "implicit_hate", m, {"kind": "label_classify", "group": "responsible_ai", "headline": "acc",
-                                       "estimates": as_json(est), "intervals": iv},
-           [{"doc_id": i, "acc": ok} for i in range(N)])
-
-
-def _domain(store: RunStore, right: bool) -> None:
-    ok = 1.0 if right else 0.0
-    est = {"acc": proportion([ok] * N, 0.2), "acc_norm": proportion([ok] * N, 0.2)}
-    m, iv = collect(est)
-    _write(store, "medqa", m, {"kind": "domain_choice", "group": "domain", "domain": "healthcare", "headline": "acc",
-                               "chance": 0.2, "estimates": as_json(est), "intervals": iv},
-           [{"doc_id": i, "acc": ok, "acc_norm": ok} for i in range(N)])
-    scores = [ok] * N
-    judged = item_mean(scores, seed=1)
-    summary = {"matched_scores": scores, "mismatched_scores": [1 - ok] * N, "n_failed": 0, "n_mismatched_failed": 0,
-               "judge": "smollm2-135m-q4", "estimate": judged.as_json(), "n_scored": N, "auc": None}
-    _write(store, "medicationqa", {"ragas_answer_relevancy,none": judged.value},
-           {"kind": "domain_judged", "group": "domain", "domain": "healthcare", "judged": {"ragas_answer_relevancy": summary},
-            "intervals": {"ragas_answer_relevancy": [judged.low, judged.high]}, "companions": {},
-            "judge": {"name": "smollm2-135m-q4"}},
-           [{"doc_id": i, "ragas_answer_relevancy": ok} for i in range(N)])
-
-
-def _hardware(store: RunStore, right: bool) -> None:
-    results = json.loads((GPU_RUN / "results.json").read_text())
-    rec = json.loads(json.dumps(results["tasks"]["llama_cpp_q8_0"]["measurement"]))
-    acc = 1.0 if right else 0.0
-    rec["accuracy"] = {"suite": "academic", "profile": "quick",
-                       "tasks": {"arc_easy": {"metrics": {"acc,none": acc, "acc_stderr,none": 0.0}, "n": N},
-                                 "piqa": {"metrics": {"acc,none": acc, "acc_stderr,none": 0.0}, "n": N}}}
-    _write(store, "llama_cpp_q8_0", {"tg_tokens_per_s,none": 100.0, "arc_easy_acc,none": acc},
-           {"kind": "hardware", "group": "hardware", "measurement": rec, "headline": "tg_tokens_per_s", "n": 1},
-           [])
-
-
 def _runs(root: Path) -> list[Path]:
     out = []
     for right in (True, False):
@@ -231,10 +151,7 @@ def _runs(root: Path) -> list[Path]:
                                                                         for i in range(N)]})
         legacy = make_run(root / "legacy", rid, {"arc_easy": samples}, legacy=True)  # an old results.json
         assert legacy.exists()
-        store = RunStore(path)
-        _rai(store, right)
-        _domain(store, right)
-        _hardware(store, right)
+        add_sections(RunStore(path), right)
         out.append(path)
     return out
 
@@ -323,23 +240,32 @@ def test_no_interval_of_a_proportion_leaves_0_1_on_any_page_at_n5(tmp_path: Path
 
 
 def test_old_results_without_stored_intervals_get_wilson_from_their_samples(tmp_path: Path) -> None:
-    from harness.report.render import metric_rows
+    """An old run's intervals are rebuilt once at execute time (``--resume`` runs the step) and
+    stored; the report reads them and computes none itself."""
+    from harness.execute import store_aggregates
+    from harness.report._page import metric_rows
+    from harness.suites.backfill import missing
 
     samples = [mc_sample(i, i < 3) for i in range(N)]
     run = make_run(tmp_path, "old", {"arc_easy": samples}, legacy=True)
     results = json.loads((run / "results.json").read_text())
     metrics, details = results["results"]["arc_easy"], results["tasks"]["arc_easy"]
     assert "estimates" not in details
-    (acc, _) = metric_rows(metrics, details, RunStore(run).read_samples("arc_easy"))
-    assert acc["ci"] == pytest.approx(wilson_interval(3, 5)) and acc["method"].startswith("wilson")
+    (before, _) = metric_rows(metrics, details, RunStore(run).read_samples("arc_easy"))
+    assert before["ci"] is None and before["method"] == "none"  # nothing computed at render time
+    store_aggregates(RunStore(run), seed=1234)
+    details = RunStore(run).read_results()["tasks"]["arc_easy"]
+    (acc, _) = metric_rows(metrics, details, [])
+    assert acc["ci"] == pytest.approx(wilson_interval(3, 5)) and acc["method"] == "wilson, from stored samples"
     assert math.isclose(acc["value"], 0.6)
     # without per-item values: Wilson from the stored count when the metric is lm-eval's 0/1 acc ...
-    (bare, _) = metric_rows(metrics, details, [])
-    assert bare["ci"] == pytest.approx(wilson_interval(3, 5)) and bare["method"] == "wilson, from stored value and n"
+    bare = missing(results["tasks"]["arc_easy"], metrics, [])["acc"]
+    assert (bare["low"], bare["high"]) == pytest.approx(wilson_interval(3, 5))
+    assert bare["method"] == "wilson, from stored value and n"
     # ... and no interval at all, rather than value ± 1.96·stderr, for anything else
     mc2 = {"acc,none": 0.6, "acc_stderr,none": 0.245}
-    (none, ) = metric_rows(mc2, {**details, "lm_eval_task": "truthfulqa_mc2"}, [])
+    assert missing({**results["tasks"]["arc_easy"], "lm_eval_task": "truthfulqa_mc2"}, mc2, []) == {}
+    assert missing(results["tasks"]["arc_easy"], {"mc2,none": 0.6, "mc2_stderr,none": 0.245}, []) == {}
+    (none, ) = metric_rows(mc2, {**details, "estimates_backfilled": {}}, [])
     assert none["ci"] is None and none["method"] == "none"
-    (other, ) = metric_rows({"mc2,none": 0.6, "mc2_stderr,none": 0.245}, details, [])
-    assert other["ci"] is None
     assert kind_stats(samples, metrics)["estimates"]["acc"]["low"] == pytest.approx(wilson_interval(3, 5)[0])

@@ -11,15 +11,8 @@ import pytest
 gguf = pytest.importorskip("gguf")
 
 from harness.errors import ConfigError, ModelUnavailable  # noqa: E402
-from harness.ladder import (  # noqa: E402
-    F32_NOTE,
-    Ladder,
-    check_gguf_complete,
-    dequantize_to_f32,
-    gguf_extent_problem,
-    read_gguf_layout,
-    tensor_type_bytes,
-)
+from harness.gguf import check_gguf_complete, gguf_extent_problem, read_gguf_layout, tensor_type_bytes  # noqa: E402
+from harness.ladder import F32_NOTE, Ladder, dequantize_to_f32, prepare  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
 
@@ -95,7 +88,7 @@ def test_layout_matches_gguf_reader(source: Path) -> None:
 def test_truncated_files_are_named_in_one_line(source: Path, tmp_path: Path, keep: int) -> None:
     data = source.read_bytes()
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    cut.write_bytes(data[:keep])  # a negative keep cuts that many bytes off the end
     problem = gguf_extent_problem(cut)
     assert problem is not None and "truncated" in problem
     with pytest.raises(ModelUnavailable) as err:
@@ -161,15 +154,22 @@ def _registry(tmp_path: Path, source: Path, rung: str) -> Path:
     return path
 
 
-def test_registry_resolves_a_ladder_entry(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_resolves_a_ladder_entry_and_prepare_builds_it(source: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving (planning) says where the rung will be and builds nothing; prepare builds it once."""
     from harness.registry import Registry
 
     monkeypatch.setenv("SHAKTI_EVAL_CACHE", str(tmp_path / "cache"))
     reg = Registry(_registry(tmp_path, source, "{from: src, quant: F32}"))
     resolved = reg.resolve("rung")
-    assert resolved.source == "ladder src -> F32"
-    assert resolved.weights.is_file() and str(tmp_path / "cache" / "ladder") in str(resolved.weights)
+    assert resolved.source == "ladder src -> F32" and str(tmp_path / "cache" / "ladder") in str(resolved.weights)
+    assert resolved.ladder is not None and resolved.ladder.from_ == "src" and resolved.ladder.quant == "F32"
+    assert not resolved.weights.exists() and not (tmp_path / "cache").exists()  # no side effect
+    [record] = prepare([resolved, reg.resolve("src"), resolved])  # the rung once; a plain model is no rung
+    assert record["built"] is True and record["model"] == "rung" and record["path"] == str(resolved.weights)
     assert gguf.GGUFReader(resolved.weights).fields["general.file_type"].contents() == 0
+    again = prepare([reg.resolve("rung")])
+    assert again[0]["built"] is False and "error" not in again[0]
 
 
 @pytest.mark.parametrize("rung, message", [
@@ -221,7 +221,7 @@ def test_reader_limits_report_instead_of_crashing(tmp_path: Path, fixture: str, 
     reported problem, found in milliseconds."""
     import time
 
-    from harness.ladder import read_gguf_header
+    from harness.gguf import read_gguf_header
 
     getattr(_fixtures(), fixture)(tmp_path)
     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def test_reader_limits_report_instead_of_crashing(tmp_path: Path, fixture: str, 
 
 
 def test_header_metadata_of_a_good_file(source: Path) -> None:
-    from harness.ladder import read_gguf_header
+    from harness.gguf import read_gguf_header
 
     h = read_gguf_header(source)
     assert h.problem is None
@@ -246,7 +246,7 @@ def test_header_metadata_of_a_good_file(source: Path) -> None:
 def test_fifo_is_reported_without_opening_it(tmp_path: Path) -> None:
     import os
 
-    from harness.ladder import read_gguf_header
+    from harness.gguf import read_gguf_header
 
     os.mkfifo(tmp_path / "pipe.gguf")
     assert read_gguf_header(tmp_path / "pipe.gguf").problem == "not a regular file"

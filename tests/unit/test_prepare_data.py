@@ -21,8 +21,18 @@ import pytest
 from harness import offline
 from harness.cli import main
 from harness.plan import SUITES_DIR, available_suites
-from harness.prepare_data import (Builder, FileSpec, Manifest, SetSpec, load_manifest, prepare, select, serves,
-                                  suite_readers, verify)
+from harness.prepare_data import (
+    Builder,
+    FileSpec,
+    Manifest,
+    SetSpec,
+    load_manifest,
+    prepare,
+    select,
+    serves,
+    suite_readers,
+    verify,
+)
 from harness.spec import load_suite
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")

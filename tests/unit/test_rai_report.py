@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness.metrics import bbq, crows
-from harness.report.render import environment
+from harness.report._page import environment
 from harness.report.sections import SECTIONS, TaskView
 from harness.report.sections import responsible_ai as section
 from harness.suites.rai_lmeval import as_json, collect

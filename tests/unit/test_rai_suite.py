@@ -18,8 +18,7 @@ from harness.data import resolve
 from harness.errors import DataRowError, DataUnavailable
 from harness.plan import SUITES_DIR
 from harness.spec import DatasetRef, load_suite
-from harness.suites import KINDS, check_task
-from harness.suites import rai_classify
+from harness.suites import KINDS, check_task, rai_classify
 from harness.suites.base import TaskContext
 from harness.suites.rai_lmeval import validated_rows
 
@@ -154,8 +153,8 @@ def test_nested_field_is_checked_too(tmp_path: Path) -> None:
     from harness.suites.rai_bbq import REQUIRED
 
     ref = DatasetRef(path="oskarvanderwal/bbq", config="All", split="test")
-    row = {k: "x" for k in ("context", "question", "ans0", "ans1", "ans2", "category", "context_condition",
-                            "question_polarity")}
+    row = dict.fromkeys(("context", "question", "ans0", "ans1", "ans2", "category", "context_condition",
+                         "question_polarity"), "x")
     row.update(label=0, answer_info={"ans0": ["a"], "ans1": ["b"], "ans2": ["unknown"]},
                additional_metadata={"stereotyped_groups": ["a"]})
     broken = json.loads(json.dumps(row))

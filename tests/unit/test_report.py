@@ -10,7 +10,7 @@ import pytest
 from report_runs import XSS_CHOICE, XSS_GENERATION, XSS_PROMPT, make_run, mc_sample
 
 from harness.gate import gate
-from harness.report import render
+from harness.report import _page, render
 from harness.report.compare import build_compare_sections, render_compare
 from harness.report.render import render_index, render_run
 from harness.report.sections import SECTIONS
@@ -62,7 +62,7 @@ def assert_inert_and_self_contained(html: str) -> None:
     assert policy["default-src"] == ["'none'"] and policy["img-src"] == ["data:"]
     parser = Tags()
     parser.feed(html)
-    assert parser.scripts == [render.TABLE_SCRIPT]
+    assert parser.scripts == [_page.TABLE_SCRIPT]
     digest = base64.b64encode(hashlib.sha256(parser.scripts[0].encode()).digest()).decode()
     assert policy["script-src"] == [f"'sha256-{digest}'"]
     assert "fetch(" not in parser.scripts[0] and "XMLHttpRequest" not in parser.scripts[0]

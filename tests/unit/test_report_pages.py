@@ -13,8 +13,7 @@ from report_runs import mc_sample, render_site
 
 from harness.report import charts
 from harness.report.catalog import direction, distance_from_ideal, info
-from harness.report.sections import TaskView
-from harness.report.sections import academic, hardware
+from harness.report.sections import TaskView, academic
 
 
 class Tables(HTMLParser):
@@ -165,8 +164,9 @@ def test_index_shows_each_gate_and_lists_only_runs_with_scores(site: dict[str, P
 
 
 def test_index_gate_shows_fail_with_the_regressed_rows(tmp_path: Path) -> None:
-    from harness.cli import main
     from report_runs import make_run
+
+    from harness.cli import main
 
     res = tmp_path / "results"
     base = make_run(res, "20260101-000000_m_base", {"arc_easy": [mc_sample(i, True) for i in range(80)]})
@@ -247,7 +247,6 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return real(fig)
 
     monkeypatch.setattr(charts, "_to_data_uri", keep)
-    monkeypatch.setattr(hardware, "_to_data_uri", keep)
     return seen
 
 
@@ -266,8 +265,9 @@ def _legend_clear_of_labels(layout: dict[str, Any]) -> None:
 
 def test_single_task_charts_keep_the_legend_off_the_axis_label(figures: list[Any]) -> None:
     est = {"value": 0.4, "low": 0.3, "high": 0.5, "method": "wilson", "n": 100, "chance": 0.25, "chance_rule": "x"}
-    t = TaskView("arc_easy", {"acc_norm,none": 0.4}, {"n": 100, "group": "academic", "estimates": {"acc_norm": est},
-                                                       "reference": [{"model": "M", "source": "paper", "values": {"acc_norm": 0.5}}]})
+    ref = [{"model": "M", "source": "paper", "values": {"acc_norm": 0.5}}]
+    t = TaskView("arc_easy", {"acc_norm,none": 0.4},
+                 {"n": 100, "group": "academic", "estimates": {"acc_norm": est}, "reference": ref})
     academic.build([t])
     academic.build_compare([("run a", [t]), ("run b", [t])])
     charts.task_scores([{"task": "arc_easy", "value": 0.4, "err": (0.1, 0.1), "chance": 0.25,
@@ -285,7 +285,7 @@ def _hw_row(label: str, machine: str, pp: float, pp_sd: float, tg: float, tg_sd:
 def test_figure6_value_labels_sit_clear_of_the_error_bars(figures: list[Any]) -> None:
     rows = [_hw_row("llama.cpp Q4_1", "CPU, 1 thread", 40, 8, 25, 8), _hw_row("llama.cpp Q4_1", "H200", 46122, 12000, 843, 5),
             _hw_row("llama.cpp F32", "H200", 82306, 25000, 841, 4), _hw_row("transformers float32", "H200", 23170, 500, 58, 3)]
-    hardware.throughput_chart(rows)
+    charts.throughput(rows)
     (layout,) = figures
     checked = 0
     for ax in layout["axes"]:

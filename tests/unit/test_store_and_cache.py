@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import math
 import stat
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from harness.backends.base import (
     BackendBase,
@@ -98,3 +98,40 @@ def test_cache_key_includes_model_identity(tmp_path: Path) -> None:
     other = CachedBackend(CountingBackend("b" * 64), cache, progress=False)
     other.loglikelihood(reqs)
     assert other.misses == 1  # different weights never share cached answers
+
+
+def test_list_runs_reads_each_run_once_as_a_typed_record_and_skips_unreadable_ones(tmp_path: Path) -> None:
+    """The one listing the index, history, leaderboard and comparison pages share."""
+    import dataclasses
+
+    import pytest
+
+    from harness.store import StoredRun
+
+    old = RunStore(tmp_path / "20260101-000000_m_aaaa1111")
+    old.write_run({"status": "success", "run_id": old.dir.name, "plan_hash": "aaaa1111", "started_at": "2026-01-01T00:00:00",
+                   "args": {"model": "weights.gguf", "suite": "academic,rai"},
+                   "plan": {"model": "m", "suites": ["academic", "rai"],
+                            "tasks": [{"spec": {"name": "arc_easy"}}, {"spec": {"name": "piqa"}}]}})
+    old.write_task_result("arc_easy", {"acc,none": 0.5}, {"n": 2}, {"model": "m"})
+    old.write_skipped("piqa", "no data", {"model": "m"})
+    planned = RunStore(tmp_path / "20260102-000000_m_bbbb2222")
+    planned.write_run({"status": "planned", "args": {"model": "m", "suite": "quick"}})
+    broken = tmp_path / "20260103-000000_m_cccc3333"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "not-a-run").mkdir()
+
+    runs = RunStore.list_runs(tmp_path)
+    assert [r.run_id for r in runs] == [old.dir.name, planned.dir.name]  # oldest first; the broken one left out
+    assert [r.run_id for r in RunStore.list_runs(tmp_path, newest_first=True)] == [planned.dir.name, old.dir.name]
+    first, second = runs
+    assert isinstance(first, StoredRun) and first.path == old.dir
+    assert (first.status, first.model, first.suites, first.plan_hash) == ("success", "m", ("academic", "rai"), "aaaa1111")
+    assert first.created == "2026-01-01T00:00:00" and first.planned == ("arc_easy", "piqa")
+    assert first.scored == {"arc_easy": {"acc,none": 0.5}} and first.skipped == {"piqa": "no data"}
+    assert first.task_details == {"arc_easy": {"n": 2}} and first.args["suite"] == "academic,rai"
+    assert (second.status, second.model, second.suites, second.created, second.scored) == ("planned", "m", ("quick",), None, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.status = "failed"  # type: ignore[misc]
+    assert first.store.record() == first

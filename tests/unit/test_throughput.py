@@ -11,8 +11,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
 from harness.errors import ConfigError, DataUnavailable
@@ -20,8 +20,6 @@ from harness.spec import TaskSpec
 from harness.throughput import (
     Timing,
     cpu_bandwidth,
-    peak_rss_bytes,
-    reset_peak_rss,
     roofline,
     rss_bytes,
     time_reps,
@@ -129,19 +127,19 @@ def test_check_accepts_the_shipped_suite() -> None:
 
 
 def test_stored_gpu_run_is_imported_with_its_provenance() -> None:
-    from harness.suites.hardware import import_stored
+    from harness.hardware.stored import import_stored
 
     out = import_stored(_task(stored_run=str(GPU_RUN.relative_to(ROOT))))
     recs = out.details["measurements"]
     assert len(recs) == 9 and {r["device"] for r in recs} == {"cuda"}
     assert out.details["imported"]["hardware"]["gpu"]["name"] == "NVIDIA H200"
     assert {r["label"] for r in recs} >= {"llama.cpp Q8_0", "transformers float32", "transformers bfloat16"}
-    with pytest.raises(DataUnavailable, match="no results.json"):
+    with pytest.raises(DataUnavailable, match=r"no results\.json"):
         import_stored(_task(stored_run="benchmarks/gpu_runs/does-not-exist"))
 
 
 def test_metrics_are_lm_eval_shaped_and_derived_from_the_record() -> None:
-    from harness.suites.hardware import details_of, metrics_of
+    from harness.hardware.record import details_of, metrics_of
 
     results = json.loads((GPU_RUN / "results.json").read_text())
     rec = results["tasks"]["llama_cpp_q4_0"]["measurement"]
@@ -157,6 +155,13 @@ def test_metrics_are_lm_eval_shaped_and_derived_from_the_record() -> None:
     assert d["measurement"] is rec
 
 
+def _stored(views: list[Any]) -> dict[str, Any]:
+    """``results.json["aggregates"]`` as execute stores it for these hardware tasks."""
+    from harness.suites.hardware_summary import aggregate
+
+    return {"hardware": aggregate({v.name: v.details for v in views}, seed=1234)}
+
+
 def test_section_puts_cpu_and_gpu_side_by_side() -> None:
     from harness.report.sections import TaskView
     from harness.report.sections.hardware import build, machine_label
@@ -167,8 +172,8 @@ def test_section_puts_cpu_and_gpu_side_by_side() -> None:
     cpu_rec = json.loads(json.dumps(results["tasks"]["llama_cpp_q8_0"]["measurement"]))
     cpu_rec.update(device="cpu", threads=2)
     cpu_rec["hardware"]["cpu"] = "AMD EPYC 7B13 64-Core Processor"
-    views = gpu + [TaskView("cpu_q8", {}, {"measurement": cpu_rec, "group": "hardware"})]
-    ctx = build(views)
+    views = [*gpu, TaskView("cpu_q8", {}, {"measurement": cpu_rec, "group": "hardware"})]
+    ctx = build(views, _stored(views))  # file ratios to F32: derived at execute time, read here
     machines = {r["machine"] for r in ctx["rows"]}
     assert machines == {"NVIDIA H200", "AMD EPYC 7B13 64-Core CPU, 2 threads"}
     assert machine_label(cpu_rec) == "AMD EPYC 7B13 64-Core CPU, 2 threads"
@@ -183,7 +188,8 @@ def test_section_puts_cpu_and_gpu_side_by_side() -> None:
 
 def test_tradeoff_accuracy_is_the_mean_over_the_scored_academic_tasks() -> None:
     from harness.report.sections import TaskView
-    from harness.report.sections.hardware import _accuracy, accuracy_label, build
+    from harness.report.sections.hardware import accuracy_label, build
+    from harness.suites.hardware_summary import accuracy
 
     results = json.loads((GPU_RUN / "results.json").read_text())
     rec = json.loads(json.dumps(results["tasks"]["llama_cpp_q8_0"]["measurement"]))
@@ -192,14 +198,18 @@ def test_tradeoff_accuracy_is_the_mean_over_the_scored_academic_tasks() -> None:
     rec["accuracy"] = {"suite": "academic", "profile": "quick", "tasks": one}
     from harness.metrics.intervals import wilson_interval
 
-    acc, ci, n, names = _accuracy(rec)  # one task: its Wilson interval, never 0.56 ± 1.96·se
-    assert (acc, n, names) == (0.56, 100, ["arc_easy"]) and ci == pytest.approx(wilson_interval(56, 100))
+    one_task = accuracy(rec, seed=1234)  # one task: its Wilson interval, never 0.56 ± 1.96·se
+    assert (one_task["value"], one_task["n"], one_task["tasks"]) == (0.56, 100, ["arc_easy"])
+    assert (one_task["low"], one_task["high"]) == pytest.approx(wilson_interval(56, 100))
     rec["accuracy"]["tasks"] = {**one, "piqa": {"metrics": {"acc,none": 0.64, "acc_stderr,none": 0.04}, "n": 100},
                                 "mmlu": {"metrics": {"acc,none": 0.25, "acc_stderr,none": 0.03}, "n": 116}}
-    mean, ci, n, names = _accuracy(rec)
+    three = accuracy(rec, seed=1234)
+    mean, ci = three["value"], (three["low"], three["high"])
     assert mean == pytest.approx((0.56 + 0.64 + 0.25) / 3)
     assert 0 <= ci[0] < mean < ci[1] <= 1 and 0.05 < ci[1] - ci[0] < 0.2
-    assert (n, names) == (316, ["arc_easy", "piqa", "mmlu"])
-    ctx = build([TaskView("cpu_q8", {}, {"measurement": rec, "group": "hardware"})])
+    assert (three["n"], three["tasks"]) == (316, ["arc_easy", "piqa", "mmlu"])
+    views = [TaskView("cpu_q8", {}, {"measurement": rec, "group": "hardware"})]
+    ctx = build(views, _stored(views))
+    assert ctx["rows"][0]["acc"] == mean and ctx["rows"][0]["acc_ci"] == ci  # the section shows what was stored
     assert ctx["accuracy_label"] == accuracy_label(ctx["rows"]) == "mean accuracy over 3 academic tasks"
     assert ctx["tradeoff_chart"].startswith("data:image/png;base64,")

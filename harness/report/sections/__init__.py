@@ -1,22 +1,26 @@
 """Report sections by task group: one module + one template per group, one table here.
 
-Each module exposes ``build(tasks: list[TaskView]) -> dict`` returning the template context of
-its section (tables, chart data URIs, notes); the template ``templates/sections/<group>.html.j2``
-renders it.  A group with no module gets the generic per-task table only.
+Each module exposes ``build(tasks: list[TaskView], aggregates) -> dict`` returning the template
+context of its section (tables, chart data URIs, notes); the template
+``templates/sections/<group>.html.j2`` renders it.  ``aggregates`` is ``results.json["aggregates"]``:
+the numbers that pool several tasks (:mod:`harness.suites.aggregates`), computed at execute time.
+A section arranges and formats stored numbers; it computes no statistic
+(``tests/unit/test_report_renders_only.py``).  A group with no module gets the generic per-task
+table only.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SECTIONS: dict[str, tuple[str, str]] = {
-    # group: (module, title) — order here is the order in the report (the paper's order)
-    "academic": ("harness.report.sections.academic", "Academic benchmarks"),
-    "domain": ("harness.report.sections.domain", "Domain: healthcare, legal, finance (judged)"),
-    "responsible_ai": ("harness.report.sections.responsible_ai", "Responsible AI"),
-    "hardware": ("harness.report.sections.hardware", "Hardware: size, memory and tokens/s"),
-}
+from harness.metrics.catalog import GROUPS
+
+SECTIONS: dict[str, tuple[str, str]] = {group: (f"harness.report.sections.{group}", title)
+                                        for group, title in GROUPS.items()}
+"""group: (module, title), in the report's order: the groups and titles of the catalog's
+:data:`~harness.metrics.catalog.GROUPS` (what the plan checks a suite's ``group:`` against)."""
 
 
 @dataclass
@@ -36,12 +40,13 @@ class TaskView:
         return self.value(f"{metric}_stderr")
 
 
-def build_sections(tasks: list[TaskView]) -> list[dict[str, Any]]:
+def build_sections(tasks: list[TaskView], aggregates: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every section with at least one task, in :data:`SECTIONS` order."""
     out = []
     for group, (module, title) in SECTIONS.items():
         members = [t for t in tasks if t.details.get("group") == group]
         if not members:
             continue
-        ctx = importlib.import_module(module).build(members)
+        ctx = importlib.import_module(module).build(members, aggregates or {})
         out.append({"group": group, "title": title, "template": f"sections/{group}.html.j2", **ctx})
     return out

@@ -12,15 +12,14 @@ bars, one per run, plus the references.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.report import charts, stats
 from harness.report.catalog import fmt
 from harness.report.sections import TaskView
 
 HEADLINE_ORDER = ("acc_norm", "acc")
-MARKERS = ["D", "s", "^", "v", "P", "X", "*"]
-PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
 
 def headline(t: TaskView) -> str | None:
@@ -87,57 +86,18 @@ def subtask_table(t: TaskView) -> dict[str, Any] | None:
             "note": t.details.get("subset_note")}
 
 
-def build(tasks: list[TaskView]) -> dict[str, Any]:
+def build(tasks: list[TaskView], aggregates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The section's template context from the stored tasks (``aggregates``: unused, no pooled numbers here)."""
     rows = [r for r in (task_row(t) for t in tasks) if r is not None]
     chart = None
     if rows:
-        chart = _chart([f"{r['task']} ({r['metric']})" for r in rows], ["measured"],
+        chart = charts.academic_scores([f"{r['task']} ({r['metric']})" for r in rows], ["measured"],
                        [[r["value"] for r in rows]], [[r["err"] for r in rows]],
                        {f"{r['task']} ({r['metric']})": [(x["label"], x["value"]) for x in r["references"]]
                         for r in rows},
                        [r["chance"] for r in rows], "Academic benchmarks")
     return {"chart": chart, "rows": rows,
             "groups": [g for g in (subtask_table(t) for t in tasks) if g is not None]}
-
-
-def _chart(tasks: list[str], labels: list[str], values: list[list[float | None]],
-           errors: list[list[tuple[float, float]]], refs: dict[str, list[tuple[str, float]]],
-           chance: list[float | None], title: str) -> str:
-    """Horizontal bars per task (one per run) with each stored 95% interval (asymmetric: Wilson or
-    bootstrap, inside [0, 100]), the uniform-guess expectation as a dotted tick, published
-    references as black markers.  The legend sits in its own band under the x-axis label
-    (constrained layout, ``outside lower center``): placed in axes units it covered the label on
-    a one-task chart, whose axes are short."""
-    plt = charts.plt
-    n = max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(8, (0.28 * n + 0.35) * max(2, len(tasks)) + 1.2), layout="constrained")
-    width = 0.8 / n
-    for r, label in enumerate(labels):
-        ys = [i + (r - (n - 1) / 2) * width for i in range(len(tasks))]
-        ax.barh(ys, [100 * (v or 0) for v in values[r]], height=width,
-                xerr=[[100 * e[0] for e in errors[r]], [100 * e[1] for e in errors[r]]], capsize=2,
-                label=f"{label} (95% CI)",
-                color=PALETTE[r % len(PALETTE)], alpha=0.9)
-    for i, c in enumerate(chance):
-        if c is not None:
-            ax.plot([100 * c] * 2, [i - 0.45, i + 0.45], color="grey", ls=":", lw=1.5,
-                    label="uniform-guess expectation"
-                    if i == next(k for k, x in enumerate(chance) if x is not None) else None)
-    markers: dict[str, str] = {}
-    for i, task in enumerate(tasks):
-        for label, value in refs.get(task, []):
-            first = label not in markers
-            marker = markers.setdefault(label, MARKERS[len(markers) % len(MARKERS)])
-            ax.scatter([100 * value], [i], marker=marker, color="black", zorder=3, s=30,
-                       label=label if first else None)
-    ax.set_yticks(range(len(tasks)), tasks)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("score (%)")
-    ax.set_title(title)
-    handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=7, loc="outside lower center", ncol=2, frameon=False)
-    return charts._to_data_uri(fig)
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -154,13 +114,13 @@ def build_compare(runs: Sequence[Any]) -> dict[str, Any] | None:
     names = list(dict.fromkeys(t.name for _, tasks in pairs for t in tasks))
     if not names:
         return None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         present = [m[name] for m in by_run if name in m]
         metric = next((h for h in (headline(t) for t in present) if h), None)
         if metric is None:
             continue
-        cells = []
+        cells: list[dict[str, Any]] = []
         for m in by_run:
             t = m.get(name)
             v = t.value(metric) if t else None
@@ -177,7 +137,7 @@ def build_compare(runs: Sequence[Any]) -> dict[str, Any] | None:
                      "references": [r | {"shown": fmt(metric, r["value"])} for r in refs]})
     if not rows:
         return None
-    chart = _chart([r["label"] for r in rows], labels,
+    chart = charts.academic_scores([r["label"] for r in rows], labels,
                    [[r["cells"][i]["raw"] for r in rows] for i in range(len(labels))],
                    [[r["cells"][i]["err"] for r in rows] for i in range(len(labels))],
                    {r["label"]: [(x["label"], x["value"]) for x in r["references"]] for r in rows},

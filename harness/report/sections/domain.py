@@ -1,19 +1,19 @@
 """Domain section: the Shakti paper's Table 2 (domain x metric) with our numbers, the paper's
 references, and how far each judged number can be trusted with the judge that produced it.
 
-Per domain, a judged metric pools the per-item scores of the domain's tasks (stored in each
-task's ``details.judged``): the value is their mean with a bootstrap interval, and the AUC is
-recomputed from the pooled matched and mismatched scores.  A cell whose AUC is under
-:data:`harness.judge.reliability.TRUST_AUC` is marked *not trustworthy with this judge*: the
-metric could not tell an answer to the question from an answer to another question, so its value
-says nothing about the model.
+Per domain, a judged metric pools the per-item scores of the domain's tasks: the value, its
+bootstrap interval, the AUC of the pooled matched and mismatched scores and the trust verdict are
+computed at execute time by :mod:`harness.suites.domain_pool` and stored in ``results.json``
+(``aggregates.domain_judged``); this module only arranges them.  A cell whose AUC is under the
+stored trust threshold is marked *not trustworthy with this judge*: the metric could not tell an
+answer to the question from an answer to another question, so its value says nothing about the
+model.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from harness.judge import reliability
-from harness.metrics.intervals import bootstrap_interval, mean_statistic
 from harness.report.sections import TaskView
 
 DOMAINS = ("healthcare", "legal", "finance")
@@ -36,37 +36,33 @@ def _judged(tasks: Iterable[TaskView]) -> list[TaskView]:
     return [t for t in tasks if t.details.get("kind") == "domain_judged" or t.details.get("judged") is not None]
 
 
-def pooled(tasks: list[TaskView], domain: str, metric: str, seed: int = 1234) -> dict[str, Any] | None:
-    """One Table 2 cell: ``metric`` pooled over the domain's tasks, with its AUC and trust."""
-    parts = [(t, t.details["judged"][metric]) for t in tasks
-             if t.details.get("domain") == domain and metric in (t.details.get("judged") or {})]
-    if not parts:
+def _pool(aggregates: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (aggregates or {}).get("domain_judged") or {}
+
+
+def pooled(aggregates: Mapping[str, Any] | None, domain: str, metric: str) -> dict[str, Any] | None:
+    """One stored Table 2 cell (``metric`` pooled over the domain's tasks), with its display name."""
+    c = ((_pool(aggregates).get("cells") or {}).get(domain) or {}).get(metric)
+    if not isinstance(c, Mapping):
         return None
-    ok = [v for _, s in parts for v in s.get("matched_scores", [])]
-    bad = [v for _, s in parts for v in s.get("mismatched_scores", [])]
-    est = bootstrap_interval(mean_statistic(ok), len(ok), seed=seed, n_resamples=1000) if ok else None
-    auc = reliability.roc_auc(ok, bad)
-    ci = reliability.bootstrap_ci(ok, bad, seed=seed)
-    refs = [(r["model"], r["source"], r["values"][metric]) for t, _ in parts
-            for r in t.details.get("reference") or [] if metric in r.get("values", {})]
-    return {
-        "metric": metric, "implementation": IMPLEMENTATION.get(metric, metric),
-        "value": est.value if est else None, "low": est.low if est else None, "high": est.high if est else None,
-        "n": len(ok), "failed": sum(s.get("n_failed", 0) for _, s in parts),
-        "mismatched_failed": sum(s.get("n_mismatched_failed", 0) for _, s in parts),
-        "mismatched_mean": (sum(bad) / len(bad)) if bad else None,
-        "auc": auc, "auc_ci": ci, "trust": reliability.verdict(auc, ci),
-        "tasks": [t.name for t, _ in parts], "judges": sorted({s.get("judge") or "?" for _, s in parts}),
-        "reference": refs[0] if refs else None,
-    }
+    ref = c.get("reference")
+    return {**c, "implementation": IMPLEMENTATION.get(metric, metric), "reference": tuple(ref) if ref else None}
 
 
-def table2(tasks: list[TaskView]) -> list[dict[str, Any]]:
+def trust_threshold(tasks: Iterable[TaskView], aggregates: Mapping[str, Any] | None) -> float | None:
+    """The AUC under which a judged metric is not trusted, as the kind stored it."""
+    stored = _pool(aggregates).get("trust_threshold")
+    if stored is not None:
+        return float(stored)
+    return next((float(s["trust_threshold"]) for t in _judged(tasks) for s in (t.details.get("judged") or {}).values()
+                 if isinstance(s, Mapping) and s.get("trust_threshold") is not None), None)
+
+
+def table2(aggregates: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Rows of the paper's Table 2: one per paper metric, a cell list per domain."""
-    judged = _judged(tasks)
     rows = []
     for key, (label, ours) in PAPER_METRICS.items():
-        cells = {d: [c for m in ours if (c := pooled(judged, d, m)) is not None] for d in DOMAINS}
+        cells = {d: [c for m in ours if (c := pooled(aggregates, d, m)) is not None] for d in DOMAINS}
         if any(cells.values()):
             rows.append({"key": key, "label": label, "cells": cells})
     return rows
@@ -121,45 +117,48 @@ def judges(tasks: list[TaskView]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def build(tasks: list[TaskView]) -> dict[str, Any]:
-    rows = table2(tasks)
+def build(tasks: list[TaskView], aggregates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The section's template context from the stored tasks and ``results.json["aggregates"]``."""
+    rows = table2(aggregates)
     cells = [(r["label"], d, c) for r in rows for d, cs in r["cells"].items() for c in cs]
     untrusted = [f"{c['implementation']} ({d})" for _, d, c in cells if c["trust"] in ("not trustworthy", "not measured")]
     uncertain = [f"{c['implementation']} ({d})" for _, d, c in cells if c["trust"] == "uncertain"]
     return {"domains": DOMAINS, "table2": rows, "per_task": per_task(tasks), "companions": companions(tasks),
             "objective": objective(tasks), "judges": judges(tasks), "untrusted": untrusted, "uncertain": uncertain,
-            "trust_auc": reliability.TRUST_AUC,
+            "trust_auc": trust_threshold(tasks, aggregates),
             "empty": [(t.name, t.details.get("empty_generations")) for t in _judged(tasks)
                       if t.details.get("empty_generations")]}
 
 
-def _unpack(run: Any) -> tuple[str, list[TaskView]]:
-    """A run as ``(label, tasks)``: a tuple, or the comparison report's ``RunView``."""
+def _unpack(run: Any) -> tuple[str, list[TaskView], Mapping[str, Any]]:
+    """A run as ``(label, tasks, aggregates)``: a tuple, or the comparison report's ``RunView``."""
     if isinstance(run, tuple):
-        return run[0], list(run[1])
-    return str(getattr(run, "label", getattr(run, "run_id", "?"))), list(getattr(run, "tasks", []))
+        return run[0], list(run[1]), (run[2] if len(run) > 2 else {}) or {}
+    return (str(getattr(run, "label", getattr(run, "run_id", "?"))), list(getattr(run, "tasks", [])),
+            getattr(run, "aggregates", None) or {})
 
 
 def build_compare(runs: list[Any]) -> dict[str, Any]:
     """Table 2 for several runs side by side: per paper metric, implementation and domain, each
-    run's value with its AUC and trust, and the objective accuracies."""
+    run's stored value with its AUC and trust, and the objective accuracies."""
     unpacked = [_unpack(r) for r in runs]
-    labels = [label for label, _ in unpacked]
+    labels = [label for label, _, _ in unpacked]
     judged_rows: list[dict[str, Any]] = []
-    for key, (label, ours) in PAPER_METRICS.items():
+    for label, ours in PAPER_METRICS.values():
         for m in ours:
             for d in DOMAINS:
-                cells = [pooled(_judged(ts), d, m) for _, ts in unpacked]
+                cells = [pooled(agg, d, m) for _, _, agg in unpacked]
                 if any(cells):
                     ref = next((c["reference"] for c in cells if c and c["reference"]), None)
                     judged_rows.append({"paper_metric": label, "implementation": IMPLEMENTATION.get(m, m),
                                         "domain": d, "cells": cells, "reference": ref})
     obj_rows: dict[str, dict[str, Any]] = {}
-    for i, (_, ts) in enumerate(unpacked):
+    for i, (_, ts, _) in enumerate(unpacked):
         for row in objective(ts):
             entry = obj_rows.setdefault(row["task"], {"task": row["task"], "domain": row["domain"],
                                                       "chance": row["chance"], "cells": [None] * len(unpacked)})
             entry["cells"][i] = row
-    judge_names = [", ".join(j["name"] for j in judges(ts)) or "–" for _, ts in unpacked]
+    judge_names = [", ".join(j["name"] for j in judges(ts)) or "–" for _, ts, _ in unpacked]
+    threshold = next((t for _, ts, agg in unpacked if (t := trust_threshold(ts, agg)) is not None), None)
     return {"labels": labels, "judged": judged_rows, "objective": list(obj_rows.values()),
-            "judges": judge_names, "trust_auc": reliability.TRUST_AUC}
+            "judges": judge_names, "trust_auc": threshold}

@@ -9,9 +9,10 @@ Energy is shown only where a counter measured it; otherwise the reason the count
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from harness.report.charts import _to_data_uri
+from harness.report import charts
 
 NOT_MEASURABLE = "not measurable on this machine"
 
@@ -83,92 +84,12 @@ def monotone_note(table: list[dict[str, Any]]) -> str | None:
     if len(ranked) < 3:
         return None
     ranked.sort(key=lambda r: -r["bits_per_weight"])
-    kl = [r["kld_mean"]["value"] for r in ranked]
     bad = [f"{a['quant']} ({a['kld_mean']['value']:.4g}) > {b['quant']} ({b['kld_mean']['value']:.4g})"
-           for a, b in zip(ranked, ranked[1:]) if a["kld_mean"]["value"] > b["kld_mean"]["value"]]
+           for a, b in itertools.pairwise(ranked) if a["kld_mean"]["value"] > b["kld_mean"]["value"]]
     order = ", ".join(r["quant"] or "?" for r in ranked)
     if not bad:
         return f"Mean KLD rises monotonically as bits per weight fall ({order})."
     return f"Mean KLD is not monotone in bits per weight ({'; '.join(bad)}); rungs by falling bits/weight: {order}."
-
-
-def size_kld_chart(table: list[dict[str, Any]]) -> str | None:
-    """Figure 5 with quality: GGUF size per rung (bars) and mean KLD vs F32 with its 95% interval
-    (points, log axis on the right), the rung names ordered by bits per weight."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in table if r["file_bytes"]]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    xs = list(range(len(rows)))
-    mb = [r["file_bytes"] / 1e6 for r in rows]
-    ax.bar(xs, mb, color="#4C72B0", alpha=0.85, label="GGUF size (MB)")
-    for x, r, v in zip(xs, rows, mb):
-        bpw = f"\n{r['bits_per_weight']:.2f} bpw" if r["bits_per_weight"] else ""
-        ax.annotate(f"{v:.0f} MB{bpw}", (x, v), ha="center", va="bottom", fontsize=7.5)
-    ax.set_ylabel("GGUF file size (MB)")
-    ax.set_ylim(0, max(mb) * 1.35)
-    ax.set_xticks(xs, [r["quant"] or r["model"] for r in rows])
-    ax2 = ax.twinx()
-    pts = [(x, r["kld_mean"]) for x, r in zip(xs, rows) if r["kld_mean"].get("value")]
-    if pts:
-        vals = [e["value"] for _, e in pts]
-        lo = [e["value"] - (e.get("low") or e["value"]) for _, e in pts]
-        hi = [(e.get("high") or e["value"]) - e["value"] for _, e in pts]
-        lo = [min(a, 0.9 * v) for a, v in zip(lo, vals)]  # log axis: keep the bar above 0
-        ax2.errorbar([x for x, _ in pts], vals, yerr=[lo, hi], fmt="D-", color="#C44E52", capsize=3,
-                     label="mean KLD vs F32 (95% CI)")
-        for (x, _), v in zip(pts, vals):
-            ax2.annotate(f"{v:.2g}", (x, v), xytext=(6, 2), textcoords="offset points", fontsize=7, color="#C44E52")
-        ax2.set_yscale("log")
-        ax2.set_ylabel("mean KL divergence vs F32 (nats, log)", color="#C44E52")
-    n = rows[0]
-    ax.set_title(f"Size and KL divergence by quantization ({n['n_docs']} documents, {n['n_tokens']} tokens)")
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-    ax.legend(handles, labels, fontsize=7.5, loc="upper right")
-    return _to_data_uri(fig)
-
-
-def quality_tradeoff_chart(table: list[dict[str, Any]], accuracy_label: str = "accuracy") -> str | None:
-    """Mean KLD (and academic accuracy, where scored) against size and against tg tokens/s."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in table if r["kld_mean"].get("value")]
-    if not rows:
-        return None
-    with_acc = any(r["acc"] is not None for r in rows)
-    nrows = 2 if with_acc else 1
-    fig, axes = plt.subplots(nrows, 2, figsize=(11, 3.6 * nrows), squeeze=False)
-    for col, (xkey, xlabel) in enumerate((("size", "GGUF size (MB)"), ("tg", "tg tokens/s"))):
-        for rowi, (ykey, ylabel) in enumerate((("kld", "mean KLD vs F32 (nats, log)"), ("acc", f"{accuracy_label} (%)"))[:nrows]):
-            ax = axes[rowi][col]
-            for i, r in enumerate(rows):
-                x = r["file_bytes"] / 1e6 if xkey == "size" and r["file_bytes"] else (r["tg"] if xkey == "tg" else None)
-                if ykey == "kld":
-                    e = r["kld_mean"]
-                    y, lo, hi = e["value"], e.get("low") or e["value"], e.get("high") or e["value"]
-                else:
-                    y = 100 * r["acc"] if r["acc"] is not None else None
-                    lo = hi = y
-                if x is None or y is None:
-                    continue
-                ax.errorbar([x], [y], yerr=[[min(y - lo, 0.9 * y if ykey == "kld" else y - lo)], [hi - y]], fmt="o",
-                            color="#4C72B0", capsize=3)
-                ax.annotate(r["quant"] or r["model"], (x, y), xytext=(4, -12 + 9 * (i % 3)), textcoords="offset points",
-                            fontsize=7.5)
-            if ykey == "kld":
-                ax.set_yscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            if not ax.has_data():
-                ax.text(0.5, 0.5, "no tg measured in this run" if xkey == "tg" else "no sizes", ha="center",
-                        va="center", transform=ax.transAxes, fontsize=8, color="grey")
-    fig.suptitle("Quantization trade-off: KL divergence (and accuracy) against size and speed")
-    fig.tight_layout()
-    return _to_data_uri(fig)
 
 
 def perplexity_rows(tasks: list[Any]) -> list[dict[str, Any]]:
@@ -185,8 +106,9 @@ def build(tasks: list[Any], hw_rows: list[dict[str, Any]], accuracy_label: str =
     if not quality:
         return {"ladder": [], "perplexity": perplexity_rows(tasks)}
     table = ladder_table(quality, hw_rows)
-    return {"ladder": table, "perplexity": perplexity_rows(tasks), "ladder_monotone": monotone_note(table), "size_kld_chart": size_kld_chart(table),
-            "quality_tradeoff_chart": quality_tradeoff_chart(table, accuracy_label),
+    return {"ladder": table, "perplexity": perplexity_rows(tasks), "ladder_monotone": monotone_note(table),
+            "size_kld_chart": charts.size_and_kld(table),
+            "quality_tradeoff_chart": charts.kld_tradeoff(table, accuracy_label),
             "ladder_reference": quality[0]["reference"], "ladder_corpus": quality[0]["corpus"],
             "ladder_license": quality[0]["license"], "ladder_top_k": quality[0]["top_k"],
             "ladder_tail": max((q["tail_mass"] or 0) for q in quality)}

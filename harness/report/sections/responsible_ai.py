@@ -11,7 +11,8 @@ group falls back to its lm-eval metrics and stderr.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from harness.report import stats
 from harness.report.catalog import info
@@ -206,52 +207,35 @@ def _absent(t: TaskView) -> list[str]:
 
 
 def breakdown_chart(t: TaskView, panels: Sequence[str]) -> str | None:
-    """One horizontal-bar panel per metric over the task's groups, 95% intervals as error bars,
-    chance as a dotted line and the pooled value as a dashed one; groups the data lacks are
-    listed as empty rows marked "absent from data", so a partial set is visible at a glance."""
+    """The task's per-group chart (:func:`harness.report.charts.group_breakdown`): one panel per
+    metric over its groups with their stored intervals, chance and the pooled value; groups the
+    data lacks are listed as empty rows marked "absent from data", so a partial set is visible."""
     b = t.details.get("breakdown") or {}
     scored = list((b.get("groups") or {}).keys())
     panels = [m for m in panels if m in (b.get("metrics") or [])]
     if not scored or not panels:
         return None
-    from harness.report.charts import _to_data_uri, plt
+    from harness.report import charts
 
     groups = scored + _absent(t)
-    ncols = 2 if len(panels) > 2 else len(panels)
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.8, (0.36 * len(groups) + 1.0) * nrows + 0.6),
-                             sharey=True, squeeze=False)
-    for ax, metric in zip(axes.flat, panels):
+    drawn = []
+    for metric in panels:
         scale = 1 if metric in NOT_PERCENT else 100
-        vals, lo, hi = [], [], []
+        vals, err = [], []
         for g in scored:
             est = b["groups"][g].get(metric) or {}
             v = est.get("value")
             vals.append(scale * v if v is not None else 0.0)
-            lo.append(scale * (v - est["low"]) if v is not None and est.get("low") is not None else 0.0)
-            hi.append(scale * (est["high"] - v) if v is not None and est.get("high") is not None else 0.0)
-        ys = list(range(len(scored)))
-        ax.barh(ys, vals, xerr=[lo, hi], color="#4C72B0", alpha=0.85, capsize=3, label="measured (95% CI)")
+            err.append((scale * (v - est["low"]) if v is not None and est.get("low") is not None else 0.0,
+                        scale * (est["high"] - v) if v is not None and est.get("high") is not None else 0.0))
         overall = _estimate(t, metric) or {}
-        chance = overall.get("chance")
-        if chance is not None:
-            ax.axvline(scale * chance, color="grey", ls=":", lw=1.5, label="uniform-guess expectation")
-        if overall.get("value") is not None:
-            ax.axvline(scale * overall["value"], color="#C44E52", ls="--", lw=1.2, label="pooled")
-        if metric in SIGNED:
-            ax.set_xlim(-1, 1)
-        elif scale == 100:
-            ax.set_xlim(0, 100)
-        left = ax.get_xlim()[0]
-        for y in range(len(scored), len(groups)):
-            ax.text(left, y, "  absent from data", va="center", fontsize=7, color="grey")
-        ax.set_title(label(metric) + ("" if scale == 1 else " (%)"), fontsize=9)
-        ax.set_yticks(range(len(groups)), [f"{g} (n={(b.get('n') or {}).get(g, 0)})" for g in groups], fontsize=8)
-        ax.set_ylim(len(groups) - 0.5, -0.5)
-    axes.flat[len(panels) - 1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{_display(t)}: per {b.get('by', 'group')} (95% CI)", fontsize=10)
-    fig.tight_layout()
-    return _to_data_uri(fig)
+        chance, pooled = overall.get("chance"), overall.get("value")
+        drawn.append({"title": label(metric) + ("" if scale == 1 else " (%)"), "values": vals, "err": err,
+                      "chance": scale * chance if chance is not None else None,
+                      "pooled": scale * pooled if pooled is not None else None,
+                      "xlim": (-1, 1) if metric in SIGNED else (0, 100) if scale == 100 else None})
+    return charts.group_breakdown(drawn, [f"{g} (n={(b.get('n') or {}).get(g, 0)})" for g in groups], len(scored),
+                                  f"{_display(t)}: per {b.get('by', 'group')} (95% CI)")
 
 
 CHART_PANELS = {"bbq": ("accuracy_amb", "accuracy_disamb", "amb_bias_score", "disamb_bias_score"),
@@ -262,7 +246,8 @@ def in_paper_order(tasks: Iterable[TaskView]) -> list[TaskView]:
     return sorted(tasks, key=lambda t: PAPER_ORDER.get(str(t.details.get("kind")), len(PAPER_ORDER)))
 
 
-def build(tasks: list[TaskView]) -> dict[str, Any]:
+def build(tasks: list[TaskView], aggregates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The section's template context from the stored tasks (``aggregates``: unused, no pooled numbers here)."""
     tasks = in_paper_order(tasks)
     charts = []
     for t in tasks:
@@ -323,7 +308,7 @@ def build_compare(runs: Sequence[Any]) -> dict[str, Any]:
     tables = []
     for number in ("3", "4"):
         members = [n for n in names if in_table4(first[n]) == (number == "4")]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for n in members:
             for m in _table_metrics(first[n]):
                 r = row(n, m)

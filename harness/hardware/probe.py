@@ -1,14 +1,16 @@
-"""One hardware measurement in a fresh process: ``python -m harness.suites.hardware_probe REQUEST.json``.
+"""One hardware measurement in a fresh process: ``python -m harness.hardware.probe REQUEST.json``.
 
 Peak resident memory is a per-process high-water mark, so each model is measured in its own
 process: the baseline (interpreter + libraries) is read before the model loads, the peak after
 the pp/tg runs.  A separate process also means a corrupt file that crashes native code costs that
 one measurement, never the run (the parent records the failure and goes on).
 
-The request names a registry model (or weights), the device, the llama-bench parameters and,
-optionally, academic tasks to score on the same loaded model (the trade-off chart's accuracy).
-The result JSON goes to the request's ``out`` path; a :class:`ShaktiError` becomes
-``{"error": one line}`` and exit code 2.
+The request (written by :func:`harness.suites.hardware.run`) carries the model as the plan
+resolved it (name, registry entry, weights), the device, the llama-bench parameters and,
+optionally, the academic tasks to score on the same loaded model (the trade-off chart's
+accuracy) as the plan resolved them, with the run's request cache.  The child reads no registry
+or suite file.  The result JSON goes to the request's ``out`` path; a :class:`ShaktiError`
+becomes ``{"error": one line}`` and exit code 2.
 """
 from __future__ import annotations
 
@@ -25,14 +27,13 @@ from harness.errors import ShaktiError
 
 def _load(req: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Load the backend as the registry serves it, on the requested device; time it."""
-    from harness.backends import backend_class
+    from harness.backends import backend_class, load_backend
     from harness.backends.base import file_digest
-    from harness.backends import load_backend
-    from harness.registry import Registry, ResolvedModel
+    from harness.registry import ResolvedModel
+    from harness.spec import ModelEntry
     from harness.throughput import cuda_memory, peak_rss_bytes, reset_peak_rss, rss_bytes
 
-    registry = Registry(Path(req["registry"]))
-    entry = registry.entry(req["model"]).model_copy(update={"device": req["device"]})
+    entry = ModelEntry.model_validate(req["entry"]).model_copy(update={"device": req["device"]})
     if req.get("n_threads"):
         entry = entry.model_copy(update={"n_threads": req["n_threads"]})
     weights = Path(req["weights"])
@@ -49,8 +50,8 @@ def _load(req: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     baseline = rss_bytes()
     peak_reset = reset_peak_rss()
     t0 = time.perf_counter()
-    backend = load_backend(ResolvedModel(req["model"], entry, weights, req.get("source", ""), registry.path),
-                           req.get("seed", 1234))
+    backend = load_backend(ResolvedModel(req["model"], entry, weights, req.get("source", ""),
+                                         Path(req["registry_path"])), req.get("seed", 1234))
     load_s = time.perf_counter() - t0
     mem = {"rss_baseline_bytes": baseline, "rss_after_load_bytes": rss_bytes(),
            "peak_rss_after_load_bytes": peak_rss_bytes() if peak_reset else None,
@@ -59,42 +60,54 @@ def _load(req: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _accuracy(backend: Any, acc: dict[str, Any]) -> dict[str, Any]:
-    """Score the academic tasks named in the request on this already-loaded model."""
+    """Score the planned academic tasks on this already-loaded model, through the run's cache
+    and the same :func:`harness.suites.runner.run_task` execute uses."""
     from harness.cache import CachedBackend, RequestCache
     from harness.spec import TaskSpec
-    from harness.suites import kind_module
     from harness.suites.base import TaskContext
+    from harness.suites.runner import run_task
 
     out: dict[str, Any] = {"suite": acc["suite"], "profile": acc["profile"], "tasks": {}}
-    cache = RequestCache(Path(acc["cache"]))
+    cache_path = Path(acc["cache"]) if acc.get("cache") else None  # the run's: a resumed run recomputes nothing
+    cache = RequestCache(cache_path) if cache_path else None
     try:
-        cached = CachedBackend(backend, cache, progress=False)
+        cached = CachedBackend(backend, cache, progress=False) if cache else backend
         for raw in acc["tasks"]:
             task = TaskSpec.model_validate(raw)
             ctx = TaskContext(backend=cached, data_dir=Path(acc["data_dir"]) if acc.get("data_dir") else None,
                               limit=acc.get("limit"), subset=acc.get("subset", "first"), seed=acc.get("seed", 1234),
-                              run_dir=Path(acc["cache"]).parent)
-            t0 = time.perf_counter()
+                              run_dir=Path(acc["run_dir"]), cache_path=cache_path)
             try:
-                res = kind_module(task.kind).run(task, ctx)
+                ran = run_task(task, ctx)
             except (ShaktiError, ImportError) as exc:
-                why = exc.one_line() if isinstance(exc, ShaktiError) else f"{type(exc).__name__}: {exc}"
+                ran = None
+                why: str | None = exc.one_line() if isinstance(exc, ShaktiError) else f"{type(exc).__name__}: {exc}"
+            else:
+                why = ran.skipped  # type: ignore[union-attr]  # set in the try
+            if ran is None or ran.outcome is None:
                 out["tasks"][task.name] = {"error": why}
                 continue
-            out["tasks"][task.name] = {"metrics": res.metrics, "n": res.details.get("n"),
-                                       "chance": res.details.get("chance"),
-                                       "data_note": res.details.get("data_note"),
-                                       "seconds": round(time.perf_counter() - t0, 3)}
+            details = ran.outcome.details_json()
+            out["tasks"][task.name] = {"metrics": ran.outcome.metrics, "n": details.get("n"),
+                                       "chance": details.get("chance"), "data_note": details.get("data_note"),
+                                       "seconds": round(ran.seconds, 3)}
     finally:
-        cache.close()
+        if cache is not None:
+            cache.close()
     return out
 
 
 def measure(req: dict[str, Any]) -> dict[str, Any]:
     from harness.backends.base import ChatMessage, chat
     from harness.energy import open_meter
-    from harness.throughput import (cuda_memory, make_bench, nvml_process_memory, peak_rss_bytes, rss_bytes,
-                                     run_llama_bench)
+    from harness.throughput import (
+        cuda_memory,
+        make_bench,
+        nvml_process_memory,
+        peak_rss_bytes,
+        rss_bytes,
+        run_llama_bench,
+    )
 
     load_avg_before = os.getloadavg()
     backend, out = _load(req)
@@ -117,7 +130,7 @@ def measure(req: dict[str, Any]) -> dict[str, Any]:
         gpu = cuda_memory() or (nvml_process_memory() if req["device"] == "cuda" else None)
         out["memory"].update(rss_end_bytes=rss_bytes(), peak_rss_bytes=peak_rss_bytes(), cuda=gpu)
         info = backend.info
-        out["model_info"] = {k: v for k, v in info.__dict__.items()}
+        out["model_info"] = dict(info.__dict__)
         gen = req.get("generate") or {}
         if gen:
             t0 = time.perf_counter()
@@ -146,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except ShaktiError as exc:
         result, code = {"error": exc.one_line()}, 2
-    except Exception as exc:  # a bug or a library failure: keep its traceback for the log
+    except Exception as exc:  # noqa: BLE001  (a bug or a library failure: keep its traceback for the log)
         result, code = {"error": f"error: {req['model']}: {type(exc).__name__}: {exc}",
                         "traceback": traceback.format_exc()}, 3
     from harness.store import atomic_write_json
