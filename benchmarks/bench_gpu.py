@@ -142,23 +142,30 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
         g = cuda_time(graph, reps=args.reps)
         row = {"dtype": dtype, "tg": n, "eager_tok_s": n / e, "graph_tok_s": n / g, "capture_s": capture_s}
-        if args.compile:
+        modes = [m for m in args.compile_modes.split(",") if m] or (["default"] if args.compile else [])
+        compiled_decoders = {}
+        for mode in modes:
+            torch._dynamo.reset()  # each mode compiles afresh (no reuse of the previous mode's code)
             t0 = time.perf_counter()
-            decc = GraphDecoder(model, batch=1, max_len=1024, compile=True)
+            decc = GraphDecoder(model, batch=1, max_len=1024, compile=mode)
             decc.start(1)
             decc.step()
             torch.cuda.synchronize()
-            row["compile_s"], row["compiled"] = time.perf_counter() - t0, decc.compiled
+            build_s = time.perf_counter() - t0
 
-            def compiled() -> None:
+            def compiled(decc: Any = decc) -> None:
                 decc.start(1)
                 for _ in range(n):
                     decc.step()
                     torch.cuda.synchronize()
 
-            row["graph_compiled_tok_s"] = n / cuda_time(compiled, reps=args.reps)
-            print(f"decode {dtype:>8}: compiled graph ({decc.compiled}, {row['compile_s']:.1f} s to build) "
-                  f"{row['graph_compiled_tok_s']:7.1f} tok/s vs plain graph {row['graph_tok_s']:7.1f}", flush=True)
+            tok_s = n / cuda_time(compiled, reps=args.reps)
+            suffix = "" if mode == "default" else "_" + mode.replace("-", "_")
+            row[f"compile{suffix}_s"], row[f"compiled{suffix}"] = build_s, decc.compiled
+            row[f"graph_compiled{suffix}_tok_s"] = tok_s
+            compiled_decoders[suffix] = decc
+            print(f"decode {dtype:>8}: compiled graph [{mode}] ({decc.compiled}, {build_s:.1f} s to build) "
+                  f"{tok_s:7.1f} tok/s vs plain graph {row['graph_tok_s']:7.1f}", flush=True)
         # greedy agreement: graph decode vs transformers' generate on a real-looking prompt
         prompt = [1, 504, 3458, 282, 4649, 314, 253, 1115, 30]
         with torch.inference_mode():
@@ -166,9 +173,10 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
                                 pad_token_id=2)[0, len(prompt):].tolist()
         mine = dec.generate_greedy([prompt], 32)[0]
         row["greedy_same_tokens_of_32"] = sum(a == b for a, b in zip(hf, mine))
-        if args.compile:
-            row["compiled_greedy_same_tokens_of_32"] = sum(a == b for a, b in zip(hf, decc.generate_greedy([prompt], 32)[0]))
-            del decc
+        for suffix, decc in compiled_decoders.items():
+            row[f"compiled{suffix}_greedy_same_tokens_of_32"] = sum(
+                a == b for a, b in zip(hf, decc.generate_greedy([prompt], 32)[0]))
+        del compiled_decoders
         for b in (8, 32):
             decb = GraphDecoder(model, batch=b, max_len=512)
 
@@ -201,6 +209,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--skip", default="", help="comma list of scoring,decode")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd graph step")
+    p.add_argument("--compile-modes", default="", help="comma list of torch.compile modes to time "
+                   "(default, max-autotune-no-cudagraphs); --compile alone means default")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     import torch

@@ -15,6 +15,11 @@ the old 10-28% went.
 
     .venv/bin/python benchmarks/bench_llama_bench_parity.py                     # 1 and 2 threads
     .venv/bin/python benchmarks/bench_llama_bench_parity.py --threads 2 --rounds 5 --diagnose
+
+``--single-context`` puts in that column the suite's bench on one ``pp + tg`` context for both tests
+(what it did before it built a context per test, as llama-bench does); ``--llama-bench PATH``
+takes a llama-bench built elsewhere from the same source (a CUDA build on a GPU machine:
+``benchmarks/gpu_runs/h16_lc_call*.sh``).
 """
 from __future__ import annotations
 
@@ -31,6 +36,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+try:  # a CUDA build of llama.cpp must be loaded before NumPy is (benchmarks/gpu_runs/README.md)
+    import llama_cpp  # noqa: F401
+except ImportError:
+    pass
 
 import llama_bench_build  # noqa: E402
 
@@ -59,7 +69,8 @@ def suite_bench(bench: Any, *, pp: int, tg: int, reps: int) -> dict[str, float]:
 
     out = {}
     for key, fn, n in (("pp", lambda: bench.pp(pp), pp), ("tg", lambda: bench.tg(tg), tg)):
-        out[key] = time_reps(fn, test=f"{key}{n}", n_tokens=n, reps=reps, warmup=1, reset=bench.reset).mean
+        out[key] = time_reps(fn, test=f"{key}{n}", n_tokens=n, reps=reps, warmup=1,
+                             reset=lambda n=n: bench.reset(n)).mean
     return out
 
 
@@ -72,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="repetitions per test per round (llama-bench -r)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--diagnose", action="store_true", help="also time the old (generation-context) settings")
+    p.add_argument("--single-context", action="store_true",
+                   help="also time the suite's bench on one pp+tg context for both tests (before per-test contexts)")
+    p.add_argument("--llama-bench", default=None, help="a llama-bench built elsewhere from the same source "
+                   "(a CUDA build, say) instead of building one here")
+    p.add_argument("--registry", default=None, help="a registry YAML layered over models.yaml")
     p.add_argument("--jobs", type=int, default=1, help="compile jobs if llama-bench must be built")
     args = p.parse_args(argv)
     try:
@@ -89,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     options, source = llama_bench_build.chosen_options(Path(sys.prefix))
     version = llama_bench_build.pinned_version(ROOT)
     print(f"llama-bench: llama-cpp-python {version} sdist, options {source}", file=sys.stderr)
-    exe = llama_bench_build.build(version, options, args.jobs)
-    resolved = Registry(DEFAULT_REGISTRY).resolve(args.model)
+    exe = Path(args.llama_bench) if args.llama_bench else llama_bench_build.build(version, options, args.jobs)
+    registry = Registry(Path(args.registry) if args.registry else DEFAULT_REGISTRY)  # layered over models.yaml
+    resolved = registry.resolve(args.model)
     if resolved.entry.backend != "llama_cpp":
         print(f"error: {args.model}: parity needs a llama.cpp (GGUF) model, not {resolved.entry.backend}", file=sys.stderr)
         return 2
@@ -98,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
     threads = [int(t) for t in args.threads.split(",") if t]
     backend = load_backend(resolved)
     benches = {t: LlamaCppBench(backend, t, n_ctx=args.pp + args.tg) for t in threads}
-    old = {t: LlamaCppBench(backend, t, n_ctx=2048, flash_attn="off") for t in threads} if args.diagnose else {}
+    old = {t: LlamaCppBench(backend, t, n_ctx=2048, flash_attn="off", per_test_context=False)
+           for t in threads} if args.diagnose else {}
+    if args.single_context:  # the same column, for the settings before per-test contexts
+        old = {t: LlamaCppBench(backend, t, n_ctx=args.pp + args.tg, per_test_context=False) for t in threads}
     rows: list[dict[str, Any]] = []
     print(f"\n{'round':>5} {'thr':>3} {'test':<7} {'llama-bench t/s':>15} {'suite t/s':>10} {'suite ÷ lb':>10}"
           + (f" {'old ctx t/s':>11} {'old ÷ lb':>8}" if old else "") + "  load", flush=True)

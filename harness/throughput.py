@@ -134,7 +134,8 @@ class LlamaCppBench:
     """llama-bench's defaults (``-ub 512 -b 2048``)."""
 
     def __init__(self, backend: Any, threads: int | None = None, seed: int = 1234,
-                 n_ctx: int = DEFAULT_PP + DEFAULT_TG, flash_attn: str = "auto") -> None:
+                 n_ctx: int = DEFAULT_PP + DEFAULT_TG, flash_attn: str = "auto",
+                 per_test_context: bool = True) -> None:
         import llama_cpp
 
         lc = llama_cpp
@@ -146,21 +147,11 @@ class LlamaCppBench:
         self.bos = int(lc.llama_vocab_bos(vocab)) if lc.llama_vocab_get_add_bos(vocab) else None
         self.threads = threads or int(backend.info.extra.get("n_threads") or os.cpu_count() or 1)
         self.flash_attn = flash_attn
-        params = lc.llama_context_default_params()
-        params.n_ctx = max(int(n_ctx), 1)
-        params.n_batch = self.N_BATCH
-        params.n_ubatch = self.N_UBATCH
-        params.n_seq_max = 1
-        params.n_threads = self.threads
-        params.n_threads_batch = self.threads
-        params.flash_attn_type = {"auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-                                  "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]
-        params.no_perf = True
-        self.ctx = lc.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            raise RuntimeError(f"llama.cpp could not create a {n_ctx}-token timing context")
+        self.per_test_context = per_test_context
+        self._contexts: dict[int, Any] = {}
+        self.ctx = self._context(max(int(n_ctx), 1))
         self.n_ctx = int(lc.llama_n_ctx(self.ctx))
-        lc.llama_set_n_threads(self.ctx, self.threads, self.threads)
+        """The capacity checked against pp + tg (the largest context this bench builds)."""
         self.rng = np.random.default_rng(seed)
         self._one = (lc.llama_token * 1)()
 
@@ -168,7 +159,37 @@ class LlamaCppBench:
         """Bytes of all tensors (what a batch-1 decode step streams from memory)."""
         return int(self.lc.llama_model_size(self.model))
 
-    def reset(self) -> None:
+    def _context(self, n_ctx: int) -> Any:
+        """The timing context of ``n_ctx`` positions (built once, with llama-bench's defaults)."""
+        ctx = self._contexts.get(n_ctx)
+        if ctx:
+            return ctx
+        lc = self.lc
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = self.N_BATCH
+        params.n_ubatch = self.N_UBATCH
+        params.n_seq_max = 1
+        params.n_threads = self.threads
+        params.n_threads_batch = self.threads
+        params.flash_attn_type = {"auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                  "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED}[self.flash_attn]
+        params.no_perf = True
+        ctx = lc.llama_init_from_model(self.model, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not create a {n_ctx}-token timing context")
+        lc.llama_set_n_threads(ctx, self.threads, self.threads)
+        self._contexts[n_ctx] = ctx
+        return ctx
+
+    def reset(self, n_tokens: int | None = None) -> None:
+        """An empty KV cache for the next repetition (untimed).  With ``n_tokens``, on a context
+        of exactly that many positions, as llama-bench builds one per test (``n_ctx = n_prompt +
+        n_gen``: 512 for pp512, 128 for tg128), so the two time the same KV-cache size.  On an
+        H200 the difference from one 640-position context was within noise (tg128 0.988 vs
+        1.003 of llama-bench, ``benchmarks/bench_llama_bench_parity.py --single-context``)."""
+        if n_tokens is not None and self.per_test_context:
+            self.ctx = self._context(max(int(n_tokens), 1))
         self.lc.llama_memory_clear(self.lc.llama_get_memory(self.ctx), True)
 
     def _decode(self, arr: Any, n: int) -> None:
@@ -207,9 +228,10 @@ class LlamaCppBench:
 
     def close(self) -> None:
         """Free the timing context; the backend's own contexts were never touched."""
-        if getattr(self, "ctx", None):
-            self.lc.llama_free(self.ctx)
-            self.ctx = None
+        for ctx in getattr(self, "_contexts", {}).values():
+            self.lc.llama_free(ctx)
+        self._contexts = {}
+        self.ctx = None
 
 
 class TorchBench:
@@ -257,7 +279,8 @@ class TorchBench:
         if self.device == "cuda":
             self.torch.cuda.synchronize()
 
-    def reset(self) -> None:
+    def reset(self, n_tokens: int | None = None) -> None:
+        """A fresh cache (``n_tokens``: the test's length; a dynamic cache needs no size)."""
         from transformers import DynamicCache
 
         self.cache = DynamicCache(config=self.model.config)
@@ -325,10 +348,10 @@ def run_llama_bench(bench: LlamaCppBench | TorchBench, *, pp: int = DEFAULT_PP, 
     out: dict[str, Timing] = {}
     if pp > 0:
         out["pp"] = time_reps(lambda: bench.pp(pp, n_batch), test=f"pp{pp}", n_tokens=pp, reps=reps,
-                              warmup=warmup, reset=bench.reset, threads=bench.threads, meter=meter)
+                              warmup=warmup, reset=lambda: bench.reset(pp), threads=bench.threads, meter=meter)
     if tg > 0:
         out["tg"] = time_reps(lambda: bench.tg(tg), test=f"tg{tg}", n_tokens=tg, reps=reps,
-                              warmup=warmup, reset=bench.reset, threads=bench.threads, meter=meter)
+                              warmup=warmup, reset=lambda: bench.reset(tg), threads=bench.threads, meter=meter)
     bench.close()
     return out
 

@@ -65,7 +65,7 @@ class GraphDecoder:
     """Batched greedy decode of ``batch`` rows, ``max_len`` positions each, on one CUDA device."""
 
     def __init__(self, model: Any, *, batch: int = 1, max_len: int = 2048, graph: bool = True,
-                 compile: bool = False) -> None:
+                 compile: bool | str = False) -> None:
         import torch
 
         self.torch = torch
@@ -128,7 +128,7 @@ class GraphDecoder:
         self.compiled = "off"
         """``off``, ``on``, or why ``torch.compile`` was dropped (the plain step runs then)."""
         if compile:
-            self._try_compile()
+            self._try_compile("default" if compile is True else str(compile))
 
     # ------------------------------------------------------------------ the step
     def _attend(self, q: Any, kc: Any, vc: Any, mask: Any) -> Any:
@@ -202,11 +202,13 @@ class GraphDecoder:
                 return span
         raise ValueError(f"position {need - 1} is past the decoder's max_len {self.max_len}")
 
-    def _try_compile(self) -> None:
-        """Use ``torch.compile`` for the step when it gives the plain step's tokens and logits."""
+    def _try_compile(self, mode: str = "default") -> None:
+        """Use ``torch.compile`` (Inductor ``mode``: ``default``, or ``max-autotune-no-cudagraphs``
+        to also autotune the matrix products and fuse into their epilogues; the graph is ours) for
+        the step when it gives the plain step's tokens and logits."""
         torch = self.torch
         try:
-            fn = torch.compile(self._step, fullgraph=True, dynamic=False)
+            fn = torch.compile(self._step, fullgraph=True, dynamic=False, mode=mode)
             saved = self._save()
             self.start(1)
             ref = []
@@ -229,7 +231,7 @@ class GraphDecoder:
             self.compiled = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
         self.step_fn = fn
-        self.compiled = "on"
+        self.compiled = "on" if mode == "default" else f"on ({mode})"
 
     def _check(self) -> None:
         """This step's logits against the model's own forward on a probe prompt."""

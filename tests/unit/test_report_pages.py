@@ -299,3 +299,29 @@ def test_figure6_value_labels_sit_clear_of_the_error_bars(figures: list[Any]) ->
             checked += 1
     assert checked == 8  # 4 rows x (pp, tg)
     _legend_clear_of_labels(layout)
+
+
+GPU = {"gpu": "NVIDIA H200", "samples": 412, "interval_s": 0.1, "seconds": 41.3, "util_mean_pct": 13.6,
+       "util_max_pct": 57, "mem_util_mean_pct": 4.2, "memory_used_max_bytes": 3_912_000_000,
+       "memory_total_bytes": 150_754_000_000, "torch_max_allocated_bytes": 2_480_000_000}
+
+
+def test_run_page_shows_gpu_use_of_each_gpu_task_and_nothing_on_cpu(tmp_path: Path) -> None:
+    """A slow GPU run says why: each task's stored NVML summary is a row; a CPU run has no table."""
+    from report_runs import make_run
+
+    from harness.report.render import render_run
+
+    gpu_run = make_run(tmp_path, "20260101-000000_gpu-model_s",
+                       {"arc_easy": [mc_sample(i, i % 2 == 0) for i in range(20)],
+                        "piqa": [mc_sample(i, i % 3 == 0, choices=[" a", " b"]) for i in range(20)]},
+                       task_details={"arc_easy": {"gpu": GPU}})
+    page = render_run(gpu_run, tmp_path / "reports").read_text(encoding="utf-8")
+    table = page[page.index('id="gpu"'):page.index('id="samples"')]
+    row = re.search(r"<tr><td>arc_easy</td>.*?</tr>", table, re.S)
+    assert row, table
+    cells = re.findall(r'<td class="num">\s*([^<]*?)\s*</td>', row.group(0))
+    assert cells == ["41.3", "412", "13.6", "57", "4.2", "3.91", "150.8", "2.48"], cells
+    assert "<td>piqa</td>" not in table  # no NVML summary stored for it: no row
+    cpu_run = make_run(tmp_path, "20260101-000001_cpu-model_s", {"arc_easy": [mc_sample(i, True) for i in range(5)]})
+    assert 'id="gpu"' not in render_run(cpu_run, tmp_path / "reports").read_text(encoding="utf-8")
