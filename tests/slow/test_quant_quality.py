@@ -35,11 +35,22 @@ def pool() -> dict:
         b.close()
 
 
+RUNGS = ("smollm2-135m-f32", "smollm2-135m-f16", "smollm2-135m-q40")
+
+
 def _ctx(pool, data_dir: Path, run_dir: Path, under: str = "smollm2-135m-q4"):
+    """What execute hands a kind: the models the tasks name, resolved at plan time and their
+    ladder rungs built by the prepare step (kld reads the reference's identity from them)."""
+    from harness.ladder import ensure_built
+    from harness.plan import PlannedModel
+    from harness.registry import DEFAULT_REGISTRY, Registry
     from harness.suites.base import TaskContext
 
+    registry = Registry(DEFAULT_REGISTRY)
+    models = {n: PlannedModel(n, registry.resolve(n)) for n in (*RUNGS, under)}
+    ensure_built(m.resolved for m in models.values())
     return TaskContext(backend=pool(under), data_dir=data_dir, limit=DOCS, subset="first", seed=1234,
-                       run_dir=run_dir, load_judge=pool)
+                       run_dir=run_dir, load_judge=pool, registry=registry, models=models)
 
 
 def test_kld_orders_rungs_and_caches_the_reference(pool, data_dir: Path, tmp_path: Path,
@@ -54,7 +65,7 @@ def test_kld_orders_rungs_and_caches_the_reference(pool, data_dir: Path, tmp_pat
         task = TaskSpec(name=f"kld_{rung}", kind="kld", params={"model": rung, "reference": "smollm2-135m-f32",
                                                                   "top_k": 256, "bootstrap_resamples": 200})
         out[rung] = quant_quality.run(task, ctx)
-    f16, q40, same = (out[r].details for r in ("smollm2-135m-f16", "smollm2-135m-q40", "smollm2-135m-f32"))
+    f16, q40, same = (out[r].details_json() for r in ("smollm2-135m-f16", "smollm2-135m-q40", "smollm2-135m-f32"))
     assert f16["kld_reference"]["computed"] is True and q40["kld_reference"]["computed"] is False
     assert len(list((tmp_path / "kld").rglob("*.npz"))) == 1
     assert f16["n_documents"] == DOCS and f16["n"] > 100
@@ -82,8 +93,9 @@ def test_perplexity_kind_on_any_model(pool, data_dir: Path, tmp_path: Path) -> N
     m = res.metrics
     assert 1 < m["word_perplexity,none"] < 1e4 and 1 < m["token_perplexity,none"] < m["word_perplexity,none"]
     assert m["bits_per_byte,none"] == pytest.approx(math.log2(m["byte_perplexity,none"]), rel=1e-6)
-    est = res.details["estimates"]["word_perplexity"]
-    assert est["low"] <= est["value"] <= est["high"] and res.details["n"] == DOCS
+    details = res.details_json()
+    est = details["estimates"]["word_perplexity"]
+    assert est["low"] <= est["value"] <= est["high"] and details["n"] == DOCS
 
 
 def test_a_run_renders_the_ladder_table(data_dir: Path, tmp_path: Path) -> None:
