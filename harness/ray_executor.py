@@ -84,6 +84,9 @@ class ShardWorker:
 
             task_manager()
         self.startup_s = time.perf_counter() - t0
+        self.gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        """The GPUs this actor sees: Ray sets ``CUDA_VISIBLE_DEVICES`` to the ones it assigned (one per
+        ``num_gpus: 1`` actor), so each actor's model is on its own GPU; None where Ray set none."""
 
     def get_backend(self, model: Any, seed: int) -> Any:
         if model.name not in self._held:
@@ -99,7 +102,7 @@ class ShardWorker:
 
         manifest = run_shard(shard, self.plan, self.run_dir, self.registry, self.model, self.get_backend,
                              self.checks, self.storage)
-        return {"actor_pid": os.getpid(), "actor_startup_s": self.startup_s, **manifest}
+        return {"actor_pid": os.getpid(), "actor_startup_s": self.startup_s, "actor_gpus": self.gpus, **manifest}
 
 
 def _ray() -> Any:
@@ -172,6 +175,8 @@ class _Books:
         self.inflight: dict[Any, tuple[int, Any, Shard, int]] = {}
         self.startup_s: dict[int, dict[int, float]] = {}
         """Per job, each actor's start-up seconds by its pid (model load, checks, lm-eval index)."""
+        self.gpus: dict[int, dict[int, str | None]] = {i: {} for i in range(len(jobs))}
+        """Per job, the ``CUDA_VISIBLE_DEVICES`` each actor saw, by its pid."""
         self.res = {i: resources(j.model) for i, j in enumerate(jobs)}
         self.remote = ray.remote(ShardWorker)
         self.lost = 0
@@ -249,6 +254,7 @@ class _Books:
             raise
         if isinstance(result, dict) and result.get("actor_pid") is not None:
             self.startup_s[i].setdefault(int(result["actor_pid"]), float(result.get("actor_startup_s") or 0.0))
+            self.gpus[i].setdefault(int(result["actor_pid"]), result.get("actor_gpus"))
         self.idle[i].append(actor)
         on_done(shard)
 
@@ -280,7 +286,7 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
                              shards=len(job.shards), shard_items=shard_items, storage=storage, max_actors=max_actors)
     with interrupt_handlers():
         try:
-            seconds, lost, startup = _dispatch(ray, jobs, total, done_before, progress, max_actors, storage)
+            seconds, lost, startup, gpus = _dispatch(ray, jobs, total, done_before, progress, max_actors, storage)
         except RunInterrupted as exc:  # finished shards stay on disk: --resume skips them
             for job in jobs:
                 job.store.update_run(status="interrupted", interrupted_by=str(exc))
@@ -302,16 +308,18 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
         job.store.update_run(executor="ray", shards=len(job.shards), shard_items=shard_items,
                              workers_lost=before + lost, shard_wall_s=round(seconds, 3), storage=storage,
                              max_actors=max_actors, actors=job.actors_peak, actors_started=job.actors_started,
-                             actor_startup_s=sorted(round(v, 3) for v in startup[i].values()))
+                             actor_startup_s=sorted(round(v, 3) for v in startup[i].values()),
+                             actor_gpus=sorted((g for g in gpus[i].values() if g is not None), key=str))
         reports[str(job.store.dir)] = merge(job.plan, job.store, job.shards, job.registry, job.model,
                                             progress=progress, storage=storage)
     return reports
 
 
 def _dispatch(ray: Any, jobs: list[RayJob], total: int, done_before: int, progress: bool,
-              max_actors: int | None, storage: str | None) -> tuple[float, int, dict[int, dict[int, float]]]:
-    """Run every unfinished shard; returns the wall seconds, how many workers were lost and each
-    job's actor start-up seconds."""
+              max_actors: int | None, storage: str | None
+              ) -> tuple[float, int, dict[int, dict[int, float]], dict[int, dict[int, str | None]]]:
+    """Run every unfinished shard; returns the wall seconds, how many workers were lost, and each
+    job's actor start-up seconds and GPUs (``CUDA_VISIBLE_DEVICES``) by actor pid."""
     from tqdm import tqdm
 
     books = _Books(ray, jobs, max_actors, storage)
@@ -331,4 +339,4 @@ def _dispatch(ray: Any, jobs: list[RayJob], total: int, done_before: int, progre
     finally:
         bar.close()
         books.shutdown()
-    return time.perf_counter() - t0, books.lost, books.startup_s
+    return time.perf_counter() - t0, books.lost, books.startup_s, books.gpus

@@ -65,7 +65,9 @@ models:
 def cluster():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("SHAKTI_EVAL_THREADS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # num_gpus: Ray resources are counters, so 2 GPUs are declared on this CPU-only machine to test
+    # the one-actor-per-GPU placement (issue 20); the CPU-model runs ask for none and never see them
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -172,3 +174,17 @@ def test_ray_run_equals_serial_and_survives_a_killed_worker(cluster, data_dir: P
     assert after.keys() == before.keys()
     assert [n for n in before if after[n] != before[n]] == [manifests[0].name]
     assert json.loads((sharded / "results.json").read_text())["results"] == a["results"]
+    assert run["actor_gpus"] == []  # a CPU entry asks for no GPU: Ray assigns its actors none
+
+    # one actor per GPU: an entry with `device: cuda` asks each actor for one GPU (its resources,
+    # tests/unit/test_shards.py); on the cluster's 2 (declared) GPUs that is 2 actors, each seeing
+    # only its own through CUDA_VISIBLE_DEVICES, and the merged run is the serial one again
+    from harness import ray_executor
+
+    monkeypatch.setattr(ray_executor, "resources", lambda model: {"num_cpus": 1.0, "num_gpus": 1.0})
+    per_gpu = _run(tmp_path / "gpus", data_dir, "--executor", "ray", "--shard-items", "4")
+    gpu_run = json.loads((per_gpu / "run.json").read_text())
+    assert gpu_run["actors"] == 2 and sorted(gpu_run["actor_gpus"]) == ["0", "1"], gpu_run
+    assert json.loads((per_gpu / "results.json").read_text())["results"] == a["results"]
+    for task in a["results"]:
+        assert (serial / "samples" / f"{task}.jsonl").read_bytes() == (per_gpu / "samples" / f"{task}.jsonl").read_bytes()
