@@ -173,10 +173,9 @@ class _Books:
         self.live: dict[int, int] = {}
         self.cap: dict[int, int] = {}
         self.inflight: dict[Any, tuple[int, Any, Shard, int]] = {}
-        self.startup_s: dict[int, dict[int, float]] = {}
-        """Per job, each actor's start-up seconds by its pid (model load, checks, lm-eval index)."""
-        self.gpus: dict[int, dict[int, str | None]] = {i: {} for i in range(len(jobs))}
-        """Per job, the ``CUDA_VISIBLE_DEVICES`` each actor saw, by its pid."""
+        self.actors: dict[int, dict[int, tuple[float, str | None]]] = {}
+        """Per job, by actor pid: its start-up seconds (model load, checks, lm-eval index) and the
+        ``CUDA_VISIBLE_DEVICES`` it saw."""
         self.res = {i: resources(j.model) for i, j in enumerate(jobs)}
         self.remote = ray.remote(ShardWorker)
         self.lost = 0
@@ -185,7 +184,7 @@ class _Books:
             finished = job.store.finished_tasks()  # --resume: tasks already in results.json
             todo = [s for s in job.shards if s.task not in finished and not files.done(s)]
             self.queue[i] = deque((s, 1) for s in todo)
-            self.idle[i], self.live[i], self.startup_s[i] = [], 0, {}
+            self.idle[i], self.live[i], self.actors[i] = [], 0, {}
             self.cap[i] = min(len(todo), _slots(ray, self.res[i])) if todo else 0
 
     def new_actor(self, i: int) -> Any:
@@ -253,8 +252,8 @@ class _Books:
                 return
             raise
         if isinstance(result, dict) and result.get("actor_pid") is not None:
-            self.startup_s[i].setdefault(int(result["actor_pid"]), float(result.get("actor_startup_s") or 0.0))
-            self.gpus[i].setdefault(int(result["actor_pid"]), result.get("actor_gpus"))
+            self.actors[i].setdefault(int(result["actor_pid"]),
+                                      (float(result.get("actor_startup_s") or 0.0), result.get("actor_gpus")))
         self.idle[i].append(actor)
         on_done(shard)
 
@@ -286,7 +285,7 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
                              shards=len(job.shards), shard_items=shard_items, storage=storage, max_actors=max_actors)
     with interrupt_handlers():
         try:
-            seconds, lost, startup, gpus = _dispatch(ray, jobs, total, done_before, progress, max_actors, storage)
+            seconds, lost, actors = _dispatch(ray, jobs, total, done_before, progress, max_actors, storage)
         except RunInterrupted as exc:  # finished shards stay on disk: --resume skips them
             for job in jobs:
                 job.store.update_run(status="interrupted", interrupted_by=str(exc))
@@ -308,8 +307,8 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
         job.store.update_run(executor="ray", shards=len(job.shards), shard_items=shard_items,
                              workers_lost=before + lost, shard_wall_s=round(seconds, 3), storage=storage,
                              max_actors=max_actors, actors=job.actors_peak, actors_started=job.actors_started,
-                             actor_startup_s=sorted(round(v, 3) for v in startup[i].values()),
-                             actor_gpus=sorted((g for g in gpus[i].values() if g is not None), key=str))
+                             actor_startup_s=sorted(round(s, 3) for s, _ in actors[i].values()),
+                             actor_gpus=sorted(g for _, g in actors[i].values() if g is not None))
         reports[str(job.store.dir)] = merge(job.plan, job.store, job.shards, job.registry, job.model,
                                             progress=progress, storage=storage)
     return reports
@@ -317,9 +316,9 @@ def run_shards(jobs: list[RayJob], shard_items: int, address: str | None = None,
 
 def _dispatch(ray: Any, jobs: list[RayJob], total: int, done_before: int, progress: bool,
               max_actors: int | None, storage: str | None
-              ) -> tuple[float, int, dict[int, dict[int, float]], dict[int, dict[int, str | None]]]:
+              ) -> tuple[float, int, dict[int, dict[int, tuple[float, str | None]]]]:
     """Run every unfinished shard; returns the wall seconds, how many workers were lost, and each
-    job's actor start-up seconds and GPUs (``CUDA_VISIBLE_DEVICES``) by actor pid."""
+    job's actors (start-up seconds, ``CUDA_VISIBLE_DEVICES``) by pid."""
     from tqdm import tqdm
 
     books = _Books(ray, jobs, max_actors, storage)
@@ -339,4 +338,4 @@ def _dispatch(ray: Any, jobs: list[RayJob], total: int, done_before: int, progre
     finally:
         bar.close()
         books.shutdown()
-    return time.perf_counter() - t0, books.lost, books.startup_s, books.gpus
+    return time.perf_counter() - t0, books.lost, books.actors
