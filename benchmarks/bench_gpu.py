@@ -6,7 +6,9 @@
   token budgets; choices and log-likelihoods compared with the one-pack fp32 run;
 * decode: tg128 at batch 1 the eager way (``TorchBench`` before: a ``DynamicCache`` and one
   forward per token, synchronized after each) and through the captured CUDA-graph step
-  (:class:`harness.backends.torch_decode.GraphDecoder`), plus batched graph decode.
+  (:class:`harness.backends.torch_decode.GraphDecoder`), plus batched graph decode; ``--compile``
+  and ``--triton`` add the step through ``torch.compile`` and through the fused Triton kernels
+  (:mod:`harness.backends.triton_decode`), each inside the same captured graph.
 
 Requests are synthetic in the shapes of the academic suite (HellaSwag: a ~90-token context and
 four ~30-token endings; MMLU: a ~350-token context and four one-token answers), on the model
@@ -166,6 +168,24 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
             compiled_decoders[suffix] = decc
             print(f"decode {dtype:>8}: compiled graph [{mode}] ({decc.compiled}, {build_s:.1f} s to build) "
                   f"{tok_s:7.1f} tok/s vs plain graph {row['graph_tok_s']:7.1f}", flush=True)
+        if args.triton:
+            t0 = time.perf_counter()
+            dect = GraphDecoder(model, batch=1, max_len=1024, kernels="triton")
+            dect.start(1)
+            dect.step()
+            torch.cuda.synchronize()
+            row["triton_build_s"], row["triton_kernels"] = time.perf_counter() - t0, dect.kernels
+
+            def fused(dect: Any = dect) -> None:
+                dect.start(1)
+                for _ in range(n):
+                    dect.step()
+                    torch.cuda.synchronize()
+
+            row["graph_triton_tok_s"] = n / cuda_time(fused, reps=args.reps)
+            compiled_decoders["_triton"] = dect
+            print(f"decode {dtype:>8}: Triton graph ({dect.kernels}, {row['triton_build_s']:.1f} s to build) "
+                  f"{row['graph_triton_tok_s']:7.1f} tok/s vs plain graph {row['graph_tok_s']:7.1f}", flush=True)
         # greedy agreement: graph decode vs transformers' generate on a real-looking prompt
         prompt = [1, 504, 3458, 282, 4649, 314, 253, 1115, 30]
         with torch.inference_mode():
@@ -178,17 +198,21 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 a == b for a, b in zip(hf, decc.generate_greedy([prompt], 32)[0]))
         del compiled_decoders
         for b in (8, 32):
-            decb = GraphDecoder(model, batch=b, max_len=512)
+            for kernels in ("torch", "triton") if args.triton else ("torch",):
+                decb = GraphDecoder(model, batch=b, max_len=512, kernels=kernels)
 
-            def batched() -> None:
-                decb.start(1)
-                for _ in range(n):
-                    decb.step()
-                torch.cuda.synchronize()
+                def batched(decb: Any = decb) -> None:
+                    decb.start(1)
+                    for _ in range(n):
+                        decb.step()
+                    torch.cuda.synchronize()
 
-            batched()
-            row[f"graph_batch{b}_tok_s"] = b * n / cuda_time(batched, reps=args.reps)
-            del decb
+                batched()
+                key = f"graph_batch{b}_tok_s" if kernels == "torch" else f"graph_triton_batch{b}_tok_s"
+                row[key] = b * n / cuda_time(batched, reps=args.reps)
+                if kernels == "triton":
+                    row[f"triton_batch{b}_kernels"] = decb.kernels
+                del decb
         out["decode"].append(row)
         print(f"decode {dtype:>8}: tg{n} eager {row['eager_tok_s']:7.1f} tok/s, graph {row['graph_tok_s']:7.1f} tok/s "
               f"(capture {capture_s:.2f} s), batch 8 {row['graph_batch8_tok_s']:8.0f}, batch 32 "
@@ -211,6 +235,7 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd graph step")
     p.add_argument("--compile-modes", default="", help="comma list of torch.compile modes to time "
                    "(default, max-autotune-no-cudagraphs); --compile alone means default")
+    p.add_argument("--triton", action="store_true", help="also time the fused Triton step (kernels='triton')")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     import torch

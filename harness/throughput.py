@@ -267,8 +267,9 @@ class TorchBench:
 
             try:
                 self.graph = GraphDecoder(self.model, batch=1, max_len=min(self.n_ctx, DEFAULT_PP + 2 * DEFAULT_TG + 64),
-                                          compile=bool(getattr(backend, "decode_compile", False)))
-                self.decode_path = "cuda-graph" + (f", compile {self.graph.compiled}" if self.graph.compiled != "off" else "")
+                                          compile=bool(getattr(backend, "decode_compile", False)),
+                                          kernels=getattr(backend, "decode_kernels", "torch"))
+                self.decode_path = self.graph.describe()
             except Unsupported as exc:
                 self.decode_path = f"eager ({exc})"
 

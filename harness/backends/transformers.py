@@ -177,6 +177,11 @@ class TransformersOptions(BackendOptions):
     decode_compile: bool = False
     """Greedy decode on a GPU also through ``torch.compile`` inside the captured graph (checked
     against the plain step when built; dropped, with the reason recorded, when it fails)."""
+    decode_kernels: Literal["auto", "torch", "triton"] = "auto"
+    """Kernels of the captured decode step: ``triton`` = the fused ones of
+    :mod:`harness.backends.triton_decode` (five launches per layer; checked against the plain step
+    when built, dropped with the reason recorded when they disagree or cannot compile), ``torch`` =
+    torch's own (with ``decode_compile``, Inductor's), ``auto`` = ``triton`` where Triton is installed."""
 
 
 class TransformersBackend(LmEvalTokenization, BackendBase):
@@ -238,6 +243,9 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
         self.tf32 = opts.matmul_precision == "tf32" and device == "cuda" and dtype == "float32"
         self.batch_tokens = opts.batch_tokens
         self.decode_compile = opts.decode_compile
+        from harness.backends.torch_decode import resolve_decode_kernels
+
+        self.decode_kernels = resolve_decode_kernels(opts.decode_kernels)
         self.request_chunk = GPU_REQUEST_CHUNK if device == "cuda" else None
         """Requests per call from the request cache: a GPU batches thousands at once; on CPU the
         cache's default (one pack per pass gains nothing from more)."""
@@ -361,12 +369,12 @@ class TransformersBackend(LmEvalTokenization, BackendBase):
         if getattr(self, "_graph", None) is None:
             try:
                 self._graph = GraphDecoder(self.model, batch=self.GRAPH_ROWS, max_len=self.n_ctx,
-                                           compile=self.decode_compile)
+                                           compile=self.decode_compile, kernels=self.decode_kernels)
             except Unsupported as exc:
                 self._graph = False
                 self.graph_decode = f"off: {exc}"
             else:
-                self.graph_decode = "cuda-graph" + (f", compile {self._graph.compiled}" if self.decode_compile else "")
+                self.graph_decode = self._graph.describe()
         return self._graph if self._graph is not False else None
 
     def _generate_graph(self, requests: Sequence[GenerateRequest], out: list[str | None]) -> None:

@@ -126,6 +126,7 @@ def measure(req: dict[str, Any]) -> dict[str, Any]:
         out["load_avg"] = {"before": list(load_avg_before), "after": list(os.getloadavg())}
         out["timings"] = {k: t.as_json() for k, t in timings.items()}
         out["threads"] = bench.threads
+        out["decode_path"] = getattr(bench, "decode_path", None)
         out["weight_bytes"] = bench.weight_bytes()
         gpu = cuda_memory() or (nvml_process_memory() if req["device"] == "cuda" else None)
         out["memory"].update(rss_end_bytes=rss_bytes(), peak_rss_bytes=peak_rss_bytes(), cuda=gpu)

@@ -54,7 +54,7 @@ def measurement_record(name: str, resolved: Any, device: str, result: dict[str, 
         "load_avg": result.get("load_avg"), "bandwidth": bw,
         "roofline": roofline(tg["tps_mean"], bw["best_bytes_per_s"], wbytes) if tg else None,
         "generation": result.get("generation"), "accuracy": result.get("accuracy"), "notes": notes,
-        "energy": result.get("energy"),
+        "energy": result.get("energy"), "decode_path": result.get("decode_path"),
     }
 
 
