@@ -197,26 +197,35 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
             row[f"compiled{suffix}_greedy_same_tokens_of_32"] = sum(
                 a == b for a, b in zip(hf, decc.generate_greedy([prompt], 32)[0]))
         del compiled_decoders
-        for b in (8, 32):
-            for kernels in ("torch", "triton") if args.triton else ("torch",):
-                decb = GraphDecoder(model, batch=b, max_len=512, kernels=kernels)
+        for b in [int(x) for x in args.batches.split(",") if x]:
+            # torch's kernels; the Triton step as shipped (DOT_FROM_ROWS); the Triton step with
+            # one GEMV per row at every batch; with 16-row tl.dot products from 2 rows up (16-bit)
+            for variant in ("torch", "triton", "triton_gemv", "triton_dot") if args.triton else ("torch",):
+                from harness.backends import triton_decode as td
 
-                def batched(decb: Any = decb) -> None:
-                    decb.start(1)
-                    for _ in range(n):
-                        decb.step()
-                    torch.cuda.synchronize()
+                saved_from = td.DOT_FROM_ROWS
+                td.DOT_FROM_ROWS = {"triton_gemv": 1 << 30, "triton_dot": 2}.get(variant, saved_from)
+                try:
+                    decb = GraphDecoder(model, batch=b, max_len=512, kernels=variant.split("_")[0])
 
-                batched()
-                key = f"graph_batch{b}_tok_s" if kernels == "torch" else f"graph_triton_batch{b}_tok_s"
-                row[key] = b * n / cuda_time(batched, reps=args.reps)
-                if kernels == "triton":
-                    row[f"triton_batch{b}_kernels"] = decb.kernels
+                    def batched(decb: Any = decb) -> None:
+                        decb.start(1)
+                        for _ in range(n):
+                            decb.step()
+                        torch.cuda.synchronize()
+
+                    batched()
+                    key = f"graph_batch{b}_tok_s" if variant == "torch" else f"graph_{variant}_batch{b}_tok_s"
+                    row[key] = b * n / cuda_time(batched, reps=args.reps)
+                    if variant != "torch":
+                        row[f"{variant}_batch{b}_kernels"] = decb.kernels
+                finally:
+                    td.DOT_FROM_ROWS = saved_from
+                print(f"decode {dtype:>8}: batch {b:>3} {variant:<12} {row[key]:9.0f} tok/s", flush=True)
                 del decb
         out["decode"].append(row)
         print(f"decode {dtype:>8}: tg{n} eager {row['eager_tok_s']:7.1f} tok/s, graph {row['graph_tok_s']:7.1f} tok/s "
-              f"(capture {capture_s:.2f} s), batch 8 {row['graph_batch8_tok_s']:8.0f}, batch 32 "
-              f"{row['graph_batch32_tok_s']:8.0f} tok/s; greedy tokens same as generate: "
+              f"(capture {capture_s:.2f} s); greedy tokens same as generate: "
               f"{row['greedy_same_tokens_of_32']}/32", flush=True)
         del model, dec
 
@@ -235,6 +244,7 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd graph step")
     p.add_argument("--compile-modes", default="", help="comma list of torch.compile modes to time "
                    "(default, max-autotune-no-cudagraphs); --compile alone means default")
+    p.add_argument("--batches", default="8,32", help="comma list of batched-decode row counts")
     p.add_argument("--triton", action="store_true", help="also time the fused Triton step (kernels='triton')")
     p.add_argument("--json", default=None)
     args = p.parse_args()

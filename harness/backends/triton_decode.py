@@ -15,7 +15,9 @@ Even inside a captured CUDA graph, with Inductor's fusion, the step costs ~12 ke
 5. ``gemv_residual`` with the gated SiLU computed in the prologue (``silu(gate) * up``) for the
    down projection.
 
-Every product accumulates in fp32; stores round to the model's dtype.  :class:`TritonStep` is the
+Every product accumulates in fp32; stores round to the model's dtype.  One row is one GEMV
+program per block of outputs; from :data:`DOT_FROM_ROWS` rows of a 16-bit model the two GEMV
+kernels switch to 16-row ``tl.dot`` tiles (each weight tile read once for 16 rows).  :class:`TritonStep` is the
 step :class:`harness.backends.torch_decode.GraphDecoder` captures when ``kernels="triton"``; the
 decoder checks its logits against the plain step before using it.  Under ``TRITON_INTERPRET=1``
 the same kernels run on CPU tensors (how the unit tests check them without a GPU).
@@ -38,12 +40,33 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _maybe_autotune(key: list[str]) -> Any:
-    """``triton.autotune`` over :func:`_gemv_configs` on a GPU; one fixed config in the
-    interpreter (autotuning there would only time numpy)."""
+def _gemm_configs() -> list[Any]:
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+            for bn, bk, w, st in ((16, 64, 4, 2), (32, 64, 4, 2), (32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 3))]
+
+
+def _maybe_autotune(key: list[str], configs: Any = _gemv_configs) -> Any:
+    """``triton.autotune`` over ``configs()`` on a GPU; one fixed config in the interpreter
+    (autotuning there would only time numpy)."""
     if _interpreting():
         return triton.autotune([triton.Config({"BLOCK_N": 16, "BLOCK_K": 64}, num_warps=4)], key=key)
-    return triton.autotune(_gemv_configs(), key=key)
+    return triton.autotune(configs(), key=key)
+
+
+ROWS = 16
+"""Rows one program of the multi-row kernels multiplies at once (``tl.dot`` needs 16)."""
+DOT_FROM_ROWS = 16
+"""Batches of at least this many rows of a 16-bit model use the multi-row kernels: each weight
+tile is read once for 16 rows (tensor cores) instead of once per row.  Measured on an H200
+(SmolLM2-135M shape, bf16, tg128, tokens/s one GEMV per row vs 16-row ``tl.dot``): batch 2 2201
+vs 1289, 8 7006 vs 5127, 16 10466 vs 10180, 32 12332 vs 19844.  An fp32 model keeps one GEMV
+per row at every batch: full-fp32 ``tl.dot`` has no tensor-core path (batch 32: 9800 vs 6817)."""
+
+
+def _use_rows(b: int, dtype: Any) -> bool:
+    import torch
+
+    return b >= DOT_FROM_ROWS and dtype != torch.float32
 
 
 @_maybe_autotune(key=["N", "K"])  # type: ignore[untyped-decorator]  # Triton ships no types
@@ -98,6 +121,75 @@ def _gemv_residual_kernel(a_ptr, w_ptr, res_ptr, out_ptr, N, K: tl.constexpr, st
     prod = acc.to(out_ptr.dtype.element_ty).to(tl.float32)
     res = tl.load(res_ptr + row * stride_r + ns, mask=ns < N, other=0.0).to(tl.float32)
     tl.store(out_ptr + row * stride_o + ns, (res + prod).to(out_ptr.dtype.element_ty), mask=ns < N)
+
+
+@_maybe_autotune(key=["N", "K"], configs=_gemm_configs)  # type: ignore[untyped-decorator]
+@triton.jit  # type: ignore[untyped-decorator]
+def _rms_gemm_kernel(x_ptr, nw_ptr, w_ptr, b_ptr, out_ptr, B, N, K: tl.constexpr, eps, stride_x, stride_o,  # type: ignore[no-untyped-def]  # Triton types the parameters
+                     HAS_BIAS: tl.constexpr, K_POW2: tl.constexpr, UPCAST: tl.constexpr,
+                     ROWS: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """:func:`_rms_gemv_kernel` for ``ROWS`` rows of a 16-bit model at once: ``[ROWS, K] @
+    [K, BLOCK_N]`` per k-block through ``tl.dot`` on the tensor cores (``UPCAST``: operands
+    multiplied as fp32, only under the interpreter)."""
+    pid_n = tl.program_id(0)
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rm = rows < B
+    ks = tl.arange(0, K_POW2)
+    xf = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=rm[:, None] & (ks[None, :] < K),
+                 other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(xf * xf, 1) / K + eps)
+    ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kb = k0 + tl.arange(0, BLOCK_K)
+        km = kb < K
+        xk = tl.load(x_ptr + rows[:, None] * stride_x + kb[None, :], mask=rm[:, None] & km[None, :],
+                     other=0.0).to(tl.float32)
+        h = (xk * rstd[:, None]).to(x_ptr.dtype.element_ty).to(tl.float32)
+        nw = tl.load(nw_ptr + kb, mask=km, other=0.0).to(tl.float32)
+        h = (h * nw[None, :]).to(x_ptr.dtype.element_ty)
+        w = tl.load(w_ptr + ns[None, :] * K + kb[:, None], mask=(ns[None, :] < N) & km[:, None], other=0.0)
+        if UPCAST:  # Triton's interpreter multiplies 16-bit floats as their raw bits
+            acc += tl.dot(h.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(h, w)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + ns, mask=ns < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(out_ptr + rows[:, None] * stride_o + ns[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=rm[:, None] & (ns[None, :] < N))
+
+
+@_maybe_autotune(key=["N", "K", "GLU"], configs=_gemm_configs)  # type: ignore[untyped-decorator]
+@triton.jit  # type: ignore[untyped-decorator]
+def _gemm_residual_kernel(a_ptr, w_ptr, res_ptr, out_ptr, B, N, K: tl.constexpr, stride_a, stride_r, stride_o,  # type: ignore[no-untyped-def]  # Triton types the parameters
+                          GLU: tl.constexpr, UPCAST: tl.constexpr, ROWS: tl.constexpr,
+                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """:func:`_gemv_residual_kernel` for ``ROWS`` rows at once through ``tl.dot``."""
+    pid_n = tl.program_id(0)
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rm = rows < B
+    ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros([ROWS, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kb = k0 + tl.arange(0, BLOCK_K)
+        km = kb < K
+        am = rm[:, None] & km[None, :]
+        a = tl.load(a_ptr + rows[:, None] * stride_a + kb[None, :], mask=am, other=0.0)
+        if GLU:
+            u = tl.load(a_ptr + rows[:, None] * stride_a + K + kb[None, :], mask=am, other=0.0)
+            gf = a.to(tl.float32)
+            sl = (gf / (1.0 + tl.exp(-gf))).to(a_ptr.dtype.element_ty)
+            a = (sl.to(tl.float32) * u.to(tl.float32)).to(a_ptr.dtype.element_ty)
+        w = tl.load(w_ptr + ns[None, :] * K + kb[:, None], mask=(ns[None, :] < N) & km[:, None], other=0.0)
+        if UPCAST:  # Triton's interpreter multiplies 16-bit floats as their raw bits
+            acc += tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(a, w)
+    om = rm[:, None] & (ns[None, :] < N)
+    prod = acc.to(out_ptr.dtype.element_ty).to(tl.float32)
+    res = tl.load(res_ptr + rows[:, None] * stride_r + ns[None, :], mask=om, other=0.0).to(tl.float32)
+    tl.store(out_ptr + rows[:, None] * stride_o + ns[None, :], (res + prod).to(out_ptr.dtype.element_ty), mask=om)
 
 
 @triton.jit  # type: ignore[untyped-decorator]
@@ -171,7 +263,15 @@ def rms_gemv(x: Any, norm_w: Any, w: Any, bias: Any | None, eps: float, out: Any
     def grid(meta: dict[str, Any]) -> tuple[int, int]:
         return (triton.cdiv(n, meta["BLOCK_N"]), b)
 
-    _rms_gemv_kernel[grid](x, norm_w, w, bias if bias is not None else w, out, n, k, float(eps),
+    bias_arg = bias if bias is not None else w
+    if _use_rows(b, x.dtype):
+        def grid_rows(meta: dict[str, Any]) -> tuple[int, int]:
+            return (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(b, ROWS))
+
+        _rms_gemm_kernel[grid_rows](x, norm_w, w, bias_arg, out, b, n, k, float(eps), x.stride(0), out.stride(0),
+                                    HAS_BIAS=bias is not None, K_POW2=_pow2(k), UPCAST=_interpreting(), ROWS=ROWS)
+        return out
+    _rms_gemv_kernel[grid](x, norm_w, w, bias_arg, out, n, k, float(eps),
                            x.stride(0), out.stride(0), HAS_BIAS=bias is not None, K_POW2=_pow2(k))
     return out
 
@@ -187,6 +287,13 @@ def gemv_residual(a: Any, w: Any, res: Any, *, glu: bool = False) -> Any:
     def grid(meta: dict[str, Any]) -> tuple[int, int]:
         return (triton.cdiv(n, meta["BLOCK_N"]), b)
 
+    if _use_rows(b, a.dtype):
+        def grid_rows(meta: dict[str, Any]) -> tuple[int, int]:
+            return (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(b, ROWS))
+
+        _gemm_residual_kernel[grid_rows](a, w, res, out, b, n, k, a.stride(0), res.stride(0), out.stride(0),
+                                         GLU=glu, UPCAST=_interpreting(), ROWS=ROWS)
+        return out
     _gemv_residual_kernel[grid](a, w, res, out, n, k, a.stride(0), res.stride(0), out.stride(0), GLU=glu)
     return out
 

@@ -26,9 +26,10 @@ def _rel(got, ref) -> float:
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_rms_gemv_is_rmsnorm_then_linear(dtype, tol, bias):
+@pytest.mark.parametrize("b", [1, 3, 17])  # bf16 from 16 rows: the 16-row tl.dot kernel (17: two programs)
+def test_rms_gemv_is_rmsnorm_then_linear(dtype, tol, bias, b):
     g = torch.Generator().manual_seed(1)
-    b, k, n = 3, 40, 37  # neither a power of two nor a multiple of the blocks
+    k, n = 40, 37  # neither a power of two nor a multiple of the blocks
     x = torch.randn(b, k, generator=g).to(DEV, dtype)
     nw = (1 + 0.1 * torch.randn(k, generator=g)).to(DEV, dtype)
     w = torch.randn(n, k, generator=g).to(DEV, dtype)
@@ -41,18 +42,20 @@ def test_rms_gemv_is_rmsnorm_then_linear(dtype, tol, bias):
     assert not out.isnan().any() and _rel(out, ref) < tol
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("glu", [False, True])
-def test_gemv_residual_adds_the_product_of_the_activation(glu):
+@pytest.mark.parametrize("b", [1, 2, 17])
+def test_gemv_residual_adds_the_product_of_the_activation(dtype, tol, glu, b):
     g = torch.Generator().manual_seed(2)
-    b, k, n = 2, 70, 45
-    a = torch.randn(b, 2 * k if glu else k, generator=g).to(DEV)
-    w = torch.randn(n, k, generator=g).to(DEV)
-    res = torch.randn(b, n, generator=g).to(DEV)
+    k, n = 70, 45
+    a = torch.randn(b, 2 * k if glu else k, generator=g).to(DEV, dtype)
+    w = torch.randn(n, k, generator=g).to(DEV, dtype)
+    res = torch.randn(b, n, generator=g).to(DEV, dtype)
     out = td.gemv_residual(a, w, res, glu=glu)
     ad = a.double()
     act = torch.nn.functional.silu(ad[:, :k]) * ad[:, k:] if glu else ad
     ref = res.double() + act @ w.double().T
-    assert _rel(out, ref) < 1e-5
+    assert _rel(out, ref) < tol
 
 
 def test_rope_attend_matches_rotary_then_attention_over_the_cache():
@@ -100,16 +103,32 @@ def model():
     return transformers.LlamaForCausalLM(cfg).eval().to(DEV)
 
 
-def test_triton_step_gives_the_plain_steps_tokens(model):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_triton_step_gives_the_plain_steps_tokens(model, batch):
     """``kernels="triton"``: the fused step is checked against the plain one when built, then
     gives its greedy tokens, rows of different lengths, across the 64-position span."""
-    prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4, 5, 2] * 3]
+    prompts = [[2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4, 5, 2] * 3, [3, 1, 4, 1, 5, 9, 2, 6]][:batch]
     graph = DEV == "cuda"
-    plain = GraphDecoder(model, batch=2, max_len=128, graph=graph).generate_greedy(prompts, 30)
-    dec = GraphDecoder(model, batch=2, max_len=128, graph=graph, kernels="triton")
+    plain = GraphDecoder(model, batch=batch, max_len=128, graph=graph).generate_greedy(prompts, 30)
+    dec = GraphDecoder(model, batch=batch, max_len=128, graph=graph, kernels="triton")
     assert dec.kernels == "triton"
     assert dec.generate_greedy(prompts, 30) == plain
     assert max(dec.host_pos) > 64
+
+
+def test_triton_step_with_multi_row_products_passes_its_check(monkeypatch):
+    """A bf16 model with the 16-row ``tl.dot`` kernels at every batch (``DOT_FROM_ROWS`` 2): the
+    check built into the decoder compares its logits with the plain step's and keeps it."""
+    monkeypatch.setattr(td, "DOT_FROM_ROWS", 2)
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    m = transformers.LlamaForCausalLM(cfg).eval().to(DEV, torch.bfloat16)
+    dec = GraphDecoder(m, batch=3, max_len=64, graph=DEV == "cuda", kernels="triton")
+    assert dec.kernels == "triton"
+    assert td._use_rows(3, torch.bfloat16) and not td._use_rows(3, torch.float32)
+    out = dec.generate_greedy([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 6)
+    assert [len(o) for o in out] == [6, 6, 6] and all(0 <= t < 97 for o in out for t in o)
 
 
 def test_triton_step_is_dropped_with_its_reason_where_it_cannot_run():
