@@ -139,7 +139,10 @@ class GraphDecoder:
         self.graphs: dict[int, Any] = {}
         self.use_graph = graph
         self._check()
-        self.step_fn: Any = self._step
+        self._fused: Any = None
+        """The Triton step when in use (it holds this decoder weakly: no reference cycle)."""
+        self._compiled: Any = None
+        """The ``torch.compile``'d step when in use."""
         self.compiled = "off"
         """``off``, ``on``, or why ``torch.compile`` was dropped (the plain step runs then)."""
         if kernels not in KERNELS:
@@ -218,6 +221,10 @@ class GraphDecoder:
         x = _rms(torch, x[:, -1], self.norm_w, self.eps)
         return F.linear(x, self.head)
 
+    def step_fn(self, span: int) -> None:
+        """One step through what is in use: the Triton step, the compiled one, or the plain one."""
+        (self._fused or self._compiled or self._step)(span)
+
     def _step(self, span: int) -> None:
         """One decode step on the static buffers: next token, then advance (what a graph holds)."""
         logits = self._forward(self.tok, self.pos[:, None], span=span)
@@ -261,7 +268,7 @@ class GraphDecoder:
         except Exception as exc:  # noqa: BLE001 - any compiler failure leaves the plain step in place
             self.compiled = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
-        self.step_fn = fn
+        self._compiled = fn
         self.compiled = "on" if mode == "default" else f"on ({mode})"
 
     def _try_triton(self) -> None:
@@ -294,7 +301,7 @@ class GraphDecoder:
         except Exception as exc:  # noqa: BLE001 - no Triton, no compiler, or a wrong step: keep torch's
             self.kernels = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
-        self.step_fn = fn
+        self._fused = fn
         self.kernels = "triton"
 
     def _check(self) -> None:
@@ -320,19 +327,33 @@ class GraphDecoder:
         self.host_pos = list(saved[4])
 
     def _capture(self, span: int) -> Any:
-        """The step for ``span`` captured in a graph (the decoder's state is left as it was)."""
+        """The step for ``span`` captured in a graph (the decoder's state is left as it was).
+
+        Python's garbage collector is run before and held off during the capture: a dropped
+        decoder's graphs freed by a collection in the middle of a capture invalidate it."""
+        import gc
+
         torch = self.torch
         saved = self._save()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.inference_mode():
-            for _ in range(2):  # warm-up on a side stream, as torch.cuda.graphs requires
-                self.step_fn(span)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
-            self.step_fn(span)
-        self._restore(saved)
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), torch.inference_mode():
+                for _ in range(2):  # warm-up on a side stream, as torch.cuda.graphs requires
+                    self.step_fn(span)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            gc.collect()
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    self.step_fn(span)
+            finally:
+                if enabled:
+                    gc.enable()
+        finally:
+            self._restore(saved)
         return graph
 
     # ------------------------------------------------------------------ API
@@ -363,7 +384,16 @@ class GraphDecoder:
         span = self._span()
         if self.use_graph:
             if span not in self.graphs:
-                self.graphs[span] = self._capture(span)
+                try:
+                    self.graphs[span] = self._capture(span)
+                except RuntimeError as exc:  # torch.AcceleratorError is one
+                    if self._fused is None:
+                        raise
+                    # the fused step could not be captured here: torch's kernels from now on
+                    self.kernels = f"dropped at capture: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                    self._fused = None
+                    self.graphs.clear()
+                    self.graphs[span] = self._capture(span)
             self.graphs[span].replay()
         else:
             with self.torch.inference_mode():

@@ -321,9 +321,13 @@ class TritonStep:
     step's contract (feed ``tok`` at ``pos``, write ``out_tok``, advance ``pos``)."""
 
     def __init__(self, dec: Any) -> None:
+        import weakref
+
         if dec.head_dim & (dec.head_dim - 1):
             raise ValueError(f"head_dim {dec.head_dim} is not a power of two")
-        self.dec = dec
+        self.dec = weakref.proxy(dec)
+        """The decoder, weakly: it holds this step, and a cycle would leave a dropped decoder (and
+        its CUDA graphs) to the garbage collector's timing."""
 
     def __call__(self, span: int) -> None:
         d = self.dec

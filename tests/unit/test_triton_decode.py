@@ -144,3 +144,22 @@ def test_triton_step_is_dropped_with_its_reason_where_it_cannot_run():
     assert dec.generate_greedy([[1, 2, 3]], 5) == [ref[0, 3:].tolist()]
     with pytest.raises(ValueError, match="kernels"):
         GraphDecoder(m, batch=1, max_len=32, graph=False, kernels="cuda")
+
+
+def test_a_dropped_decoder_is_freed_at_once(model):
+    """No reference cycle between a decoder and its step (plain or Triton): dropping the last
+    reference frees it, and its CUDA graphs, there and then, not at a later garbage collection
+    (which can land in another decoder's graph capture and invalidate it)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        for kernels in ("torch", "triton"):
+            dec = GraphDecoder(model, batch=1, max_len=64, graph=False, kernels=kernels)
+            assert dec.kernels == kernels
+            ref = weakref.ref(dec)
+            del dec
+            assert ref() is None, kernels
+    finally:
+        gc.enable()
