@@ -194,7 +194,8 @@ def bench_decode(args: argparse.Namespace, out: dict[str, Any]) -> None:
         mine = dec.generate_greedy([prompt], 32)[0]
         row["greedy_same_tokens_of_32"] = sum(a == b for a, b in zip(hf, mine))
         for suffix, decc in compiled_decoders.items():
-            row[f"compiled{suffix}_greedy_same_tokens_of_32"] = sum(
+            name = "triton" if suffix == "_triton" else f"compiled{suffix}"  # stored runs before: compiled_triton_...
+            row[f"{name}_greedy_same_tokens_of_32"] = sum(
                 a == b for a, b in zip(hf, decc.generate_greedy([prompt], 32)[0]))
         del compiled_decoders
         for b in [int(x) for x in args.batches.split(",") if x]:
