@@ -261,7 +261,7 @@ class TorchBench:
         self.graph: Any = None
         """On CUDA, a :class:`harness.backends.torch_decode.GraphDecoder` (static KV cache, one
         captured decode step) for tg when the model's shape allows it; ``None`` otherwise."""
-        self.decode_path = "eager"
+        self._eager_why = ""
         if self.device == "cuda":
             from harness.backends.torch_decode import GraphDecoder, Unsupported
 
@@ -269,9 +269,13 @@ class TorchBench:
                 self.graph = GraphDecoder(self.model, batch=1, max_len=min(self.n_ctx, DEFAULT_PP + 2 * DEFAULT_TG + 64),
                                           compile=bool(getattr(backend, "decode_compile", False)),
                                           kernels=getattr(backend, "decode_kernels", "torch"))
-                self.decode_path = self.graph.describe()
             except Unsupported as exc:
-                self.decode_path = f"eager ({exc})"
+                self._eager_why = f" ({exc})"
+
+    @property
+    def decode_path(self) -> str:
+        """What ran tg, read when recorded (a fused step dropped at capture time shows here)."""
+        return self.graph.describe() if self.graph is not None else "eager" + self._eager_why
 
     def weight_bytes(self) -> int:
         return int(sum(p.numel() * p.element_size() for p in self.model.parameters()))

@@ -276,11 +276,11 @@ class GraphDecoder:
         after prompts of different lengths per row (so the per-row positions, the cache writes
         and attention over earlier positions are all compared), per-dtype tolerance."""
         torch = self.torch
+        saved = self._save()
         try:
             from harness.backends.triton_decode import TritonStep
 
             fn = TritonStep(self)
-            saved = self._save()
             probe = [1, 422, 1178, 314, 260, 5599, 28, 1064, 9, 77, 1500]
             vocab = int(self.embed.shape[0])
             self.prefill([[t % vocab for t in probe[: len(probe) - r % 5]] for r in range(self.batch)])
@@ -293,7 +293,6 @@ class GraphDecoder:
                     errs.append(float((ref - got).abs().max()) / max(1e-6, float(ref.abs().max())))
                     fn(span)
                     self.host_pos = [p + 1 for p in self.host_pos]
-            self._restore(saved)
             err = max(errs)
             tol = COMPILE_TOL.get(str(self.dtype).removeprefix("torch."), CHECK_TOL)
             if not err <= tol:
@@ -301,6 +300,8 @@ class GraphDecoder:
         except Exception as exc:  # noqa: BLE001 - no Triton, no compiler, or a wrong step: keep torch's
             self.kernels = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
+        finally:
+            self._restore(saved)
         self._fused = fn
         self.kernels = "triton"
 
