@@ -60,6 +60,17 @@ def resolve_decode_kernels(choice: str) -> str:
     return "triton" if importlib.util.find_spec("triton") is not None else "torch"
 
 
+def _relative_error(ref: Any, got: Any) -> float:
+    """``max |ref - got| / max |ref|``: how far a step's logits are from the reference's."""
+    return float((ref - got).abs().max()) / max(1e-6, float(ref.abs().max()))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line for a record (``Type: first line of the message``)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}"
+
+
 class Unsupported(RuntimeError):
     """This model cannot run through :class:`GraphDecoder` (callers use transformers' own path)."""
 
@@ -261,15 +272,19 @@ class GraphDecoder:
                     got.append(self._forward(self.tok, self.pos[:, None], span=self.spans[0]).float())
                     fn(self.spans[0])
             self._restore(saved)
-            err = max(float((a - b).abs().max()) / max(1e-6, float(a.abs().max())) for a, b in zip(ref, got))
-            tol = COMPILE_TOL.get(str(self.dtype).removeprefix("torch."), CHECK_TOL)
+            err = max(_relative_error(a, b) for a, b in zip(ref, got))
+            tol = self._fast_step_tol()
             if not err <= tol:
                 raise Unsupported(f"compiled step disagrees (relative error {err:.2e} > {tol:g})")
         except Exception as exc:  # noqa: BLE001 - any compiler failure leaves the plain step in place
-            self.compiled = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            self.compiled = f"dropped: {_reason(exc)}"
             return
         self._compiled = fn
         self.compiled = "on" if mode == "default" else f"on ({mode})"
+
+    def _fast_step_tol(self) -> float:
+        """The bound a compiled or fused step's logits must keep to the plain step's, for this dtype."""
+        return COMPILE_TOL.get(str(self.dtype).removeprefix("torch."), CHECK_TOL)
 
     def _try_triton(self) -> None:
         """Use the fused Triton step when its logits match the plain step's: over a few steps
@@ -290,15 +305,15 @@ class GraphDecoder:
                 for _ in range(3):
                     ref = self._forward(self.tok, self.pos[:, None], span=span).float()
                     got = fn.logits(span).float()
-                    errs.append(float((ref - got).abs().max()) / max(1e-6, float(ref.abs().max())))
+                    errs.append(_relative_error(ref, got))
                     fn(span)
                     self.host_pos = [p + 1 for p in self.host_pos]
             err = max(errs)
-            tol = COMPILE_TOL.get(str(self.dtype).removeprefix("torch."), CHECK_TOL)
+            tol = self._fast_step_tol()
             if not err <= tol:
                 raise Unsupported(f"Triton step disagrees (relative error {err:.2e} > {tol:g})")
         except Exception as exc:  # noqa: BLE001 - no Triton, no compiler, or a wrong step: keep torch's
-            self.kernels = f"dropped: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            self.kernels = f"dropped: {_reason(exc)}"
             return
         finally:
             self._restore(saved)
@@ -313,7 +328,7 @@ class GraphDecoder:
             ref = self.model(input_ids=ids).logits[0, -1].float()
             got = self._forward(ids, torch.arange(ids.shape[1], device=self.device)[None],
                                 rows=torch.tensor([0], device=self.device)).float()[0]
-        err = float((ref - got).abs().max()) / max(1e-6, float(ref.abs().max()))
+        err = _relative_error(ref, got)
         if not err <= CHECK_TOL:
             raise Unsupported(f"decode step disagrees with the model's forward (relative error {err:.2e})")
 
@@ -391,7 +406,7 @@ class GraphDecoder:
                     if self._fused is None:
                         raise
                     # the fused step could not be captured here: torch's kernels from now on
-                    self.kernels = f"dropped at capture: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                    self.kernels = f"dropped at capture: {_reason(exc)}"
                     self._fused = None
                     self.graphs.clear()
                     self.graphs[span] = self._capture(span)
